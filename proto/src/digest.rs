@@ -66,7 +66,9 @@ impl Digest {
             return Err(DigestError::UnsupportedAlgorithm(truncate(alg)));
         }
         if enc.len() != Self::HEX_LEN
-            || !enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !enc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::BadHex(truncate(s)));
         }
@@ -94,14 +96,17 @@ fn truncate(s: &str) -> String {
 /// components `[a-z0-9]+` and separators `[+._-]` (OCI image spec).
 fn is_algorithm(alg: &str) -> bool {
     !alg.is_empty()
-        && alg
-            .split(['+', '.', '_', '-'])
-            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && alg.split(['+', '.', '_', '-']).all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 /// `[a-zA-Z0-9=_-]+` (OCI image spec).
 fn is_encoded(enc: &str) -> bool {
-    enc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'=' || b == b'_' || b == b'-')
+    enc.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'=' || b == b'_' || b == b'-')
 }
 
 impl fmt::Display for Digest {
@@ -180,17 +185,31 @@ mod tests {
     fn refuses_other_algorithms_clearly() {
         let e = Digest::parse("sha512:abcd").unwrap_err();
         assert_eq!(e, DigestError::UnsupportedAlgorithm("sha512".into()));
-        assert!(matches!(Digest::parse("blake3:abc"), Err(DigestError::UnsupportedAlgorithm(_))));
+        assert!(matches!(
+            Digest::parse("blake3:abc"),
+            Err(DigestError::UnsupportedAlgorithm(_))
+        ));
     }
 
     #[test]
     fn refuses_malformed() {
-        for s in ["", "sha256", "sha256:", ":abc", "SHA256:abc", "sha256:../../etc", "sha256:ab/cd"] {
+        for s in [
+            "",
+            "sha256",
+            "sha256:",
+            ":abc",
+            "SHA256:abc",
+            "sha256:../../etc",
+            "sha256:ab/cd",
+        ] {
             assert!(Digest::parse(s).is_err(), "{s}");
         }
         let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
         assert!(matches!(Digest::parse(&upper), Err(DigestError::BadHex(_))));
-        assert!(matches!(Digest::parse(&EMPTY[..70]), Err(DigestError::BadHex(_))));
+        assert!(matches!(
+            Digest::parse(&EMPTY[..70]),
+            Err(DigestError::BadHex(_))
+        ));
     }
 
     #[test]

@@ -5,11 +5,28 @@
 //! same code with a virtual clock.
 //!
 //! - [`digest`]: content digests (`sha256:<hex>`), parsed and validated.
-//! - [`reference`]: repository names and tags per the OCI distribution spec.
+//! - [`reference`](mod@reference): repository names and tags per the OCI distribution spec.
+//! - [`media`]: manifest media types, and telling an index from an image
+//!   manifest.
+//! - [`piece`]: how a blob is cut into pieces ([`PieceMap`]), built while
+//!   streaming ([`PieceHasher`]) and used to verify each received piece.
+//! - [`bitfield`]: which pieces a peer holds.
+//! - [`frame`]: length-prefixed frames with a size limit per [`Message`]
+//!   type, and the incremental [`FrameDecoder`]. Frame bodies are encoded by
+//!   a private `codec` module, the only place that knows the wire encoding
+//!   (bincode 1.3).
 #![warn(missing_docs)]
 
+pub mod bitfield;
+mod codec;
 pub mod digest;
+pub mod frame;
+pub mod media;
+pub mod piece;
 pub mod reference;
 
+pub use bitfield::{Bitfield, BitfieldError};
 pub use digest::{Digest, DigestError, Hasher};
+pub use frame::{FrameDecoder, FrameError, Message, decode_frame, encode_frame};
+pub use piece::{PieceError, PieceHasher, PieceMap, PieceMapError, piece_size_for};
 pub use reference::{NameError, Reference, RepoName, Tag};

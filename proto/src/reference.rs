@@ -131,13 +131,18 @@ impl Tag {
         let ok = !b.is_empty()
             && b.len() <= MAX_TAG_LEN
             && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            && b.iter().all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'.' | b'_' | b'-'));
+            && b.iter()
+                .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'.' | b'_' | b'-'));
         if ok {
             Ok(Tag(s.to_owned()))
         } else {
-            let mut shown = s.to_owned();
-            shown.truncate(MAX_TAG_LEN + 8);
-            Err(NameError::InvalidTag(shown))
+            // Quote a bounded prefix, cut on a character boundary (hostile
+            // input may be long and non-ASCII).
+            let mut end = s.len().min(MAX_TAG_LEN + 8);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            Err(NameError::InvalidTag(s[..end].to_owned()))
         }
     }
 
@@ -230,7 +235,10 @@ mod tests {
         ] {
             assert!(RepoName::parse(n).is_err(), "{n:?} accepted");
         }
-        assert_eq!(RepoName::parse(&"a".repeat(256)), Err(NameError::NameTooLong(256)));
+        assert_eq!(
+            RepoName::parse(&"a".repeat(256)),
+            Err(NameError::NameTooLong(256))
+        );
     }
 
     #[test]
@@ -241,6 +249,17 @@ mod tests {
         for t in ["", ".x", "-x", "a/b", "a:b", &"a".repeat(129), "a%2f"] {
             assert!(Tag::parse(t).is_err(), "{t:?}");
         }
+    }
+
+    #[test]
+    fn long_non_ascii_tag_is_refused_without_panicking() {
+        // Found by fuzzing: the error used to cut the quote inside a character.
+        let hostile = format!("x{}", "é".repeat(100));
+        match Tag::parse(&hostile) {
+            Err(NameError::InvalidTag(shown)) => assert!(shown.len() <= MAX_TAG_LEN + 8),
+            other => panic!("{other:?}"),
+        }
+        assert!(Reference::parse(&hostile).is_err());
     }
 
     #[test]

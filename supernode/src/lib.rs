@@ -1,1 +1,83 @@
-//! placeholder
+//! The supernode: a peer with an upstream behind it.
+//!
+//! It is the only component that talks to upstream registries. It resolves
+//! tags (at most once per TTL, with a HEAD), caches manifests by digest
+//! forever, and fetches each blob from upstream exactly once however many
+//! agents ask (single flight), streaming it to all of them while it arrives
+//! and verifying it before it enters the content store.
+//!
+//! - [`config`]: command line and config file;
+//! - [`manifests`]: tag resolution and the manifest cache;
+//! - [`source`]: the upstream as a blob source for the shared fetcher;
+//! - [`api`]: the HTTP API for agents (`docs/API.md`).
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod manifests;
+pub mod source;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shoal_agent::daemon::{self, ReadyInfo};
+use shoal_agent::fetch::Fetcher;
+use shoal_agent::store::ContentStore;
+use shoal_agent::upstream::{Upstream, UpstreamOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::SupernodeConfig;
+use crate::manifests::ManifestCache;
+
+/// The supernode's shared state.
+pub struct Supernode {
+    /// Upstream clients by name.
+    pub upstreams: HashMap<String, Upstream>,
+    /// Tag resolution and manifests.
+    pub manifests: ManifestCache,
+    /// Content store and single-flight blob downloads.
+    pub fetcher: Fetcher,
+}
+
+impl Supernode {
+    /// Builds the state from a validated config.
+    pub fn new(cfg: &SupernodeConfig) -> anyhow::Result<Self> {
+        let store = ContentStore::open(&cfg.data_dir)
+            .with_context(|| format!("cannot open data dir {}", cfg.data_dir.display()))?;
+        let opts = UpstreamOptions::default();
+        let mut upstreams = HashMap::new();
+        for u in &cfg.upstreams {
+            let client = Upstream::new(&u.name, &u.config, &opts)
+                .with_context(|| format!("upstream {:?}", u.name))?;
+            upstreams.insert(u.name.clone(), client);
+        }
+        Ok(Supernode {
+            upstreams,
+            manifests: ManifestCache::new(store.clone(), cfg.tag_ttl),
+            fetcher: Fetcher::new(store, 3),
+        })
+    }
+}
+
+/// Runs the supernode until `shutdown` is cancelled.
+pub async fn run(cfg: SupernodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = daemon::install_metrics();
+    let state = Arc::new(Supernode::new(&cfg)?);
+    let listener = daemon::bind(cfg.listen).await?;
+    let http = listener.local_addr()?;
+    let p2p = std::net::UdpSocket::bind(cfg.p2p_listen)
+        .with_context(|| format!("cannot listen on {}", cfg.p2p_listen))?;
+    let ready = ReadyInfo {
+        http,
+        p2p: Some(p2p.local_addr()?),
+    };
+    tracing::info!(api = %http, p2p = %p2p.local_addr()?, upstreams = ?cfg.upstreams.iter().map(|u| &u.name).collect::<Vec<_>>(),
+        "shoal-supernode listening");
+    if let Some(path) = &cfg.ready_file {
+        daemon::write_ready_file(path, &ready)?;
+    }
+    let app = api::app(state).merge(daemon::ops_router(metrics));
+    daemon::serve(listener, app, shutdown.cancelled_owned()).await?;
+    Ok(())
+}

@@ -1,1 +1,32 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for Shoal's integration tests.
+//!
+//! The tests start real processes on `127.0.0.1:0` in temporary directories
+//! and kill them when the test ends, also on failure (then they print the
+//! tail of each process's log):
+//!
+//! - [`registry`]: the upstream, Debian's `docker-registry`, with its access
+//!   log parsed to count requests per blob;
+//! - [`image`]: seeded multi-platform OCI images and pushing them;
+//! - [`tls`]: a test CA and a server certificate for loopback;
+//! - [`procs`] and [`cluster`]: `shoal-supernode`, `shoal-agent`,
+//!   `shoal-tracker` from the workspace's target directory;
+//! - [`clients`]: skopeo, containerd's `ctr` and dockerd pulling through a
+//!   mirror, configured with the examples in `docs/examples/`;
+//! - [`oci_pull`]: an in-process puller that verifies every digest;
+//! - [`child`], [`wait`], [`http`], [`lock`], [`tmp`]: process guards,
+//!   bounded waits, HTTP clients, the lock that keeps heavy tests from
+//!   overlapping, and temporary directories (`SHOAL_TEST_KEEP_TMP=1` keeps
+//!   them for a look after a failure).
+
+pub mod child;
+pub mod clients;
+pub mod cluster;
+pub mod http;
+pub mod image;
+pub mod lock;
+pub mod oci_pull;
+pub mod procs;
+pub mod registry;
+pub mod tls;
+pub mod tmp;
+pub mod wait;

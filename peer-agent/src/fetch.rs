@@ -1,0 +1,511 @@
+//! Single-flight streaming downloads into the content store.
+//!
+//! However many requests arrive for one digest, the [`Fetcher`] opens its
+//! source once. The download is written under `tmp/`, hashed as it passes,
+//! and every requester reads the growing file as bytes arrive (streaming,
+//! not after the blob completes). A blob becomes visible in the store only
+//! after its sha256 matched the digest; readers never receive the final byte
+//! of an unverified blob, so no client can complete a body with bad content.
+//! When the source's stream breaks, the download resumes from the offset it
+//! reached, a bounded number of times.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{BoxStream, Fuse};
+use futures_util::{FutureExt, StreamExt};
+use shoal_proto::{Digest, Hasher};
+use tokio::sync::watch;
+
+use crate::registry::RegistryError;
+use crate::store::ContentStore;
+
+/// Chunk size used when reading blobs back from disk.
+const READ_CHUNK: usize = 512 * 1024;
+/// Largest batch written to disk in one blocking call.
+const WRITE_BATCH: usize = 4 * 1024 * 1024;
+
+/// A source's body: its total size and the bytes from the requested offset.
+pub struct SourceBody {
+    /// Size of the whole blob.
+    pub total_size: u64,
+    /// Bytes from the requested offset to the end.
+    pub stream: BoxStream<'static, Result<Bytes, RegistryError>>,
+}
+
+/// Where a blob's bytes come from (the upstream, the supernode, later peers).
+pub trait BlobSource: Send + Sync + 'static {
+    /// Opens the blob at `offset`. Called again with the offset reached when
+    /// a stream breaks.
+    fn open(&self, offset: u64) -> BoxFuture<'static, Result<SourceBody, RegistryError>>;
+    /// Label for metrics and logs (`upstream`, `supernode`, ...).
+    fn label(&self) -> &'static str;
+}
+
+/// Why a download failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// The source refused or failed; carries the error to pass on.
+    #[error(transparent)]
+    Source(#[from] RegistryError),
+    /// The source's bytes do not hash to the requested digest.
+    #[error(
+        "content from {source_label} does not match digest {expected} (got {actual}); discarded"
+    )]
+    DigestMismatch {
+        /// Where the bytes came from.
+        source_label: &'static str,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of what arrived.
+        actual: Digest,
+    },
+    /// The source's stream ended early or ran long.
+    #[error("{source_label} sent {got} bytes of a {expected}-byte blob")]
+    SizeMismatch {
+        /// Where the bytes came from.
+        source_label: &'static str,
+        /// Bytes received.
+        got: u64,
+        /// Bytes announced.
+        expected: u64,
+    },
+    /// Writing to the local disk failed (for instance, the disk is full).
+    #[error("local storage error: {0}")]
+    Io(String),
+}
+
+impl From<FetchError> for RegistryError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Source(r) => r,
+            FetchError::Io(msg) => RegistryError::internal(format!("local storage error: {msg}")),
+            other => RegistryError::bad_gateway(other.to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Opening,
+    Running {
+        size: u64,
+        written: u64,
+        tmp: Arc<PathBuf>,
+    },
+    Done,
+    Failed(FetchError),
+}
+
+/// Starts and shares downloads. Cheap to clone.
+#[derive(Clone)]
+pub struct Fetcher {
+    store: ContentStore,
+    inflight: Arc<Mutex<HashMap<Digest, watch::Receiver<State>>>>,
+    resume_attempts: u32,
+}
+
+/// A blob that is either complete on disk or being downloaded.
+pub struct BlobHandle {
+    digest: Digest,
+    size: u64,
+    final_path: PathBuf,
+    progress: Option<(watch::Receiver<State>, Arc<PathBuf>)>,
+}
+
+impl Fetcher {
+    /// A fetcher writing into `store`; a broken source stream is resumed at
+    /// most `resume_attempts` times per download.
+    pub fn new(store: ContentStore, resume_attempts: u32) -> Self {
+        Fetcher {
+            store,
+            inflight: Arc::default(),
+            resume_attempts,
+        }
+    }
+
+    /// The store this fetcher fills.
+    pub fn store(&self) -> &ContentStore {
+        &self.store
+    }
+
+    /// The blob from the store if it is complete there.
+    pub async fn local(&self, digest: &Digest) -> Option<BlobHandle> {
+        let size = self.store.blob_size(digest).await?;
+        Some(BlobHandle {
+            digest: *digest,
+            size,
+            final_path: self.store.blob_path(digest),
+            progress: None,
+        })
+    }
+
+    /// The blob, from the store or from a download that this call starts
+    /// (with `source()`) or joins. Returns once the size is known.
+    pub async fn get<S: BlobSource>(
+        &self,
+        digest: &Digest,
+        source: impl FnOnce() -> S,
+    ) -> Result<BlobHandle, FetchError> {
+        if let Some(h) = self.local(digest).await {
+            return Ok(h);
+        }
+        let mut rx = {
+            let mut map = self.inflight.lock().expect("inflight lock");
+            match map.get(digest) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(State::Opening);
+                    map.insert(*digest, rx.clone());
+                    let job = Download {
+                        fetcher: self.clone(),
+                        digest: *digest,
+                        source: source(),
+                        tx,
+                    };
+                    tokio::spawn(job.run());
+                    rx
+                }
+            }
+        };
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                State::Opening => {}
+                State::Running { size, tmp, .. } => {
+                    return Ok(BlobHandle {
+                        digest: *digest,
+                        size,
+                        final_path: self.store.blob_path(digest),
+                        progress: Some((rx, tmp)),
+                    });
+                }
+                State::Done => {
+                    return self.local(digest).await.ok_or_else(|| {
+                        FetchError::Io(format!("blob {digest} vanished from the store"))
+                    });
+                }
+                State::Failed(e) => return Err(e),
+            }
+            if rx.changed().await.is_err() {
+                // The job ended; its last state tells how.
+                if matches!(&*rx.borrow(), State::Opening) {
+                    return Err(FetchError::Io("download task ended unexpectedly".into()));
+                }
+            }
+        }
+    }
+}
+
+struct Forget {
+    map: Arc<Mutex<HashMap<Digest, watch::Receiver<State>>>>,
+    digest: Digest,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(&self.digest);
+        }
+    }
+}
+
+struct Download<S> {
+    fetcher: Fetcher,
+    digest: Digest,
+    source: S,
+    tx: watch::Sender<State>,
+}
+
+impl<S: BlobSource> Download<S> {
+    async fn run(self) {
+        // Forget the job however it ends (even by panic), so that a later
+        // request starts afresh instead of waiting on a dead job.
+        let _forget = Forget {
+            map: self.fetcher.inflight.clone(),
+            digest: self.digest,
+        };
+        let state = match self.transfer().await {
+            Ok(_) => State::Done,
+            Err(e) => {
+                tracing::warn!(digest = %self.digest, error = %e, "download failed");
+                State::Failed(e)
+            }
+        };
+        // Publish the outcome before the job is forgotten, so a new request
+        // either joins this job's result or finds the blob stored.
+        self.tx.send_replace(state);
+    }
+
+    async fn transfer(&self) -> Result<u64, FetchError> {
+        let label = self.source.label();
+        let body = self.source.open(0).await?;
+        let size = body.total_size;
+        let mut stream = body.stream.fuse();
+        let mut pending = None;
+        let tmp = Arc::new(self.fetcher.store.temp_path(&self.digest.hex()));
+        let mut file = Some(std::fs::File::create(&*tmp).map_err(|e| io_err(&tmp, e))?);
+        self.tx.send_replace(State::Running {
+            size,
+            written: 0,
+            tmp: tmp.clone(),
+        });
+        let mut hasher = Some(Hasher::new());
+        let mut written = 0u64;
+        let mut resumes = 0;
+        let outcome = loop {
+            let batch = match next_batch(&mut stream, &mut pending).await {
+                Ok(Some(b)) => b,
+                Ok(None) => break Ok(()),
+                Err(e) => {
+                    if resumes >= self.fetcher.resume_attempts || written >= size {
+                        break Err(FetchError::Source(e));
+                    }
+                    resumes += 1;
+                    tracing::info!(digest = %self.digest, offset = written, error = %e, "source stream broke; resuming");
+                    match self.source.open(written).await {
+                        Ok(b) if b.total_size == size => {
+                            stream = b.stream.fuse();
+                            continue;
+                        }
+                        Ok(b) => {
+                            break Err(FetchError::SizeMismatch {
+                                source_label: label,
+                                got: b.total_size,
+                                expected: size,
+                            });
+                        }
+                        Err(e) => break Err(FetchError::Source(e)),
+                    }
+                }
+            };
+            if written + batch.len() as u64 > size {
+                break Err(FetchError::SizeMismatch {
+                    source_label: label,
+                    got: written + batch.len() as u64,
+                    expected: size,
+                });
+            }
+            let (f, h) = (file.take().expect("file"), hasher.take().expect("hasher"));
+            let n = batch.len() as u64;
+            let path = tmp.clone();
+            let (f, h, res) = tokio::task::spawn_blocking(move || {
+                let (mut f, mut h) = (f, h);
+                h.update(&batch);
+                let res = f.write_all(&batch).map_err(|e| io_err(&path, e));
+                (f, h, res)
+            })
+            .await
+            .map_err(|e| FetchError::Io(e.to_string()))?;
+            file = Some(f);
+            hasher = Some(h);
+            if let Err(e) = res {
+                break Err(e);
+            }
+            written += n;
+            metrics::counter!("shoal_fetch_bytes_total", "source" => label).increment(n);
+            self.tx.send_modify(|s| {
+                if let State::Running { written: w, .. } = s {
+                    *w = written;
+                }
+            });
+        };
+        let result = outcome.and_then(|()| {
+            if written != size {
+                return Err(FetchError::SizeMismatch {
+                    source_label: label,
+                    got: written,
+                    expected: size,
+                });
+            }
+            let actual = hasher.take().expect("hasher").finish();
+            if actual != self.digest {
+                return Err(FetchError::DigestMismatch {
+                    source_label: label,
+                    expected: self.digest,
+                    actual,
+                });
+            }
+            Ok(())
+        });
+        drop(file);
+        match result {
+            Ok(()) => {
+                self.fetcher
+                    .store
+                    .commit_blob(&tmp, &self.digest)
+                    .await
+                    .map_err(|e| io_err(&tmp, e))?;
+                tracing::info!(digest = %self.digest, size, source = label, "blob verified and stored");
+                Ok(size)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&*tmp).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The next chunk plus whatever else the stream has ready right now, up to
+/// [`WRITE_BATCH`]: big writes when data flows fast, no delay when it trickles.
+/// An error that arrives after part of a batch is kept in `pending` and
+/// returned by the next call, once the bytes before it are written.
+async fn next_batch(
+    stream: &mut Fuse<BoxStream<'static, Result<Bytes, RegistryError>>>,
+    pending: &mut Option<RegistryError>,
+) -> Result<Option<Bytes>, RegistryError> {
+    if let Some(e) = pending.take() {
+        return Err(e);
+    }
+    let Some(first) = stream.next().await.transpose()? else {
+        return Ok(None);
+    };
+    if first.len() >= WRITE_BATCH {
+        return Ok(Some(first));
+    }
+    let mut buf = BytesMut::from(&first[..]);
+    while buf.len() < WRITE_BATCH {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(more))) => buf.extend_from_slice(&more),
+            Some(Some(Err(e))) => {
+                *pending = Some(e);
+                break;
+            }
+            Some(None) | None => break,
+        }
+    }
+    Ok(Some(buf.freeze()))
+}
+
+fn io_err(path: &std::path::Path, e: io::Error) -> FetchError {
+    FetchError::Io(format!("{}: {e}", path.display()))
+}
+
+impl BlobHandle {
+    /// The blob's digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The blob's total size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the blob is complete and verified in the store.
+    pub fn is_complete(&self) -> bool {
+        self.progress.is_none()
+    }
+
+    /// The bytes in `range` (clamped to the blob), as they become available.
+    pub fn stream(self, range: Range<u64>) -> BoxStream<'static, io::Result<Bytes>> {
+        let end = range.end.min(self.size);
+        let tail = Tail {
+            pos: range.start.min(end),
+            end,
+            size: self.size,
+            file: None,
+            final_path: self.final_path,
+            progress: self.progress,
+        };
+        futures_util::stream::unfold(tail, |mut t| async move {
+            match t.next_chunk().await {
+                Ok(Some(b)) => Some((Ok(b), t)),
+                Ok(None) => None,
+                Err(e) => {
+                    t.pos = t.end; // end the stream after the error
+                    Some((Err(e), t))
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+struct Tail {
+    pos: u64,
+    end: u64,
+    size: u64,
+    file: Option<std::fs::File>,
+    final_path: PathBuf,
+    progress: Option<(watch::Receiver<State>, Arc<PathBuf>)>,
+}
+
+impl Tail {
+    /// How many bytes of the blob may be read now; waits until that is
+    /// more than `pos`.
+    async fn available(&mut self) -> io::Result<u64> {
+        let Some((rx, _)) = self.progress.as_mut() else {
+            return Ok(self.size);
+        };
+        loop {
+            let avail = match &*rx.borrow_and_update() {
+                State::Opening => 0,
+                // Hold back the final byte until the whole blob is verified.
+                State::Running { written, .. } => (*written).min(self.size.saturating_sub(1)),
+                State::Done => self.size,
+                State::Failed(e) => return Err(io::Error::other(e.to_string())),
+            };
+            if avail > self.pos {
+                return Ok(avail);
+            }
+            if rx.changed().await.is_err() {
+                return match &*rx.borrow() {
+                    State::Done => Ok(self.size),
+                    State::Failed(e) => Err(io::Error::other(e.to_string())),
+                    _ => Err(io::Error::other("download ended without a result")),
+                };
+            }
+        }
+    }
+
+    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let avail = self.available().await?.min(self.end);
+        let want = ((avail - self.pos) as usize).min(READ_CHUNK);
+        let file = match self.file.take() {
+            Some(f) => f,
+            None => self.open_file().await?,
+        };
+        let pos = self.pos;
+        let (file, res) = tokio::task::spawn_blocking(move || {
+            let mut f = file;
+            let mut buf = vec![0u8; want];
+            let res = f
+                .seek(SeekFrom::Start(pos))
+                .and_then(|_| f.read_exact(&mut buf))
+                .map(|()| buf);
+            (f, res)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        self.file = Some(file);
+        let buf = res?;
+        self.pos += buf.len() as u64;
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// Opens the download's temporary file, or the stored blob if the
+    /// download finished (and renamed it) in the meantime.
+    async fn open_file(&self) -> io::Result<std::fs::File> {
+        if let Some((_, tmp)) = &self.progress {
+            match std::fs::File::open(&**tmp) {
+                Ok(f) => return Ok(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        std::fs::File::open(&self.final_path)
+    }
+}
+
+#[cfg(test)]
+mod tests;

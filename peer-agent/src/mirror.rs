@@ -1,0 +1,171 @@
+//! The agent's registry mirror: the OCI distribution pull API that Docker,
+//! containerd, CRI-O, podman and skopeo talk to on localhost.
+//!
+//! Each request is routed to a configured upstream by name: `?ns=<registry>`
+//! (containerd), a leading path segment naming an upstream
+//! (`/v2/<registry>/<repo>/...`, for `registries.conf` mirrors), or else the
+//! default upstream (Docker's `registry-mirrors` only mirrors docker.io).
+//! Unknown registries are refused and never contacted. Blobs are served
+//! from the local content store, or fetched once through the supernode while
+//! being streamed to every waiting client.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, Uri, header};
+use shoal_proto::{Digest, Reference, RepoName};
+use tracing::instrument;
+
+use crate::fetch::Fetcher;
+use crate::registry::{
+    RegistryError, V2Path, blob_response, manifest_response, query_param, split_v2_path,
+    v2_base_response,
+};
+use crate::supernode_client::{SupernodeClient, SupernodeSource};
+
+/// Everything the mirror needs to answer requests.
+pub struct Mirror {
+    /// Upstream names in configuration order; the first is the default.
+    pub upstreams: Vec<String>,
+    /// Where manifests and missing blobs come from.
+    pub supernode: SupernodeClient,
+    /// Local content store and single-flight downloads.
+    pub fetcher: Fetcher,
+}
+
+/// The mirror's router (without `/healthz` and `/metrics`).
+pub fn app(mirror: Arc<Mirror>) -> Router {
+    Router::new().fallback(handle).with_state(mirror)
+}
+
+async fn handle(
+    State(m): State<Arc<Mirror>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let res = match split_v2_path(uri.path()) {
+        V2Path::NotFound => Err(RegistryError::new(
+            http::StatusCode::NOT_FOUND,
+            "UNSUPPORTED",
+            "not a registry API endpoint",
+        )),
+        _ if method != Method::GET && method != Method::HEAD => Err(RegistryError::unsupported(
+            format!("{method} is not supported: this is a read-only pull-through mirror"),
+        )),
+        V2Path::Base => Ok(v2_base_response()),
+        V2Path::Unsupported(what) => Err(RegistryError::unsupported(format!(
+            "{what} is not supported by a pull-through mirror"
+        ))),
+        V2Path::Manifest { name, reference } => {
+            m.manifest(&method, &uri, name, reference, &headers).await
+        }
+        V2Path::Blob { name, digest } => m.blob(&method, &uri, name, digest, &headers).await,
+    };
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+impl Mirror {
+    /// Maps a request to `(upstream name, repository)`.
+    pub fn route(&self, uri: &Uri, raw_name: &str) -> Result<(String, RepoName), RegistryError> {
+        let (upstream, name) = match query_param(uri, "ns") {
+            Some(ns) => match self.upstreams.iter().find(|u| **u == ns) {
+                Some(u) => (u.clone(), raw_name),
+                None => return Err(self.unknown_registry(&ns)),
+            },
+            None => match raw_name.split_once('/') {
+                Some((first, rest)) if self.upstreams.iter().any(|u| u == first) => {
+                    (first.to_owned(), rest)
+                }
+                _ => (self.upstreams[0].clone(), raw_name),
+            },
+        };
+        Ok((upstream, RepoName::parse(name)?))
+    }
+
+    fn unknown_registry(&self, ns: &str) -> RegistryError {
+        let mut shown = ns.to_owned();
+        shown.truncate(100);
+        RegistryError::name_unknown(format!(
+            "registry {shown:?} is not served by this mirror (configured: {})",
+            self.upstreams.join(", ")
+        ))
+    }
+
+    #[instrument(skip_all, fields(name = raw_name, reference = raw_ref))]
+    async fn manifest(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        raw_name: &str,
+        raw_ref: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response, RegistryError> {
+        let (upstream, repo) = self.route(uri, raw_name)?;
+        let reference = Reference::parse(&percent_decode_colon(raw_ref))?;
+        if let Reference::Digest(d) = &reference
+            && let Some((media_type, bytes)) = self.fetcher.store().get_manifest(d).await
+        {
+            return Ok(manifest_response(method, &media_type, d, bytes));
+        }
+        let accept = accept_header(headers);
+        let m = self
+            .supernode
+            .manifest(&upstream, &repo, &reference, accept.as_deref())
+            .await?;
+        if let Err(e) = self
+            .fetcher
+            .store()
+            .put_manifest(&m.digest, &m.media_type, &m.bytes)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot cache manifest locally");
+        }
+        Ok(manifest_response(method, &m.media_type, &m.digest, m.bytes))
+    }
+
+    #[instrument(skip_all, fields(name = raw_name, digest = raw_digest))]
+    async fn blob(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        raw_name: &str,
+        raw_digest: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response, RegistryError> {
+        let (upstream, repo) = self.route(uri, raw_name)?;
+        let digest = Digest::parse(&percent_decode_colon(raw_digest))?;
+        let handle = self
+            .fetcher
+            .get(&digest, || SupernodeSource {
+                client: self.supernode.clone(),
+                upstream,
+                repo,
+                digest,
+            })
+            .await?;
+        blob_response(method, headers, handle)
+    }
+}
+
+/// All `Accept` values joined, as clients may send several headers.
+pub fn accept_header(headers: &HeaderMap) -> Option<String> {
+    let v: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!v.is_empty()).then(|| v.join(", "))
+}
+
+/// Some clients percent-encode the `:` of a digest; nothing else valid in
+/// a reference needs decoding.
+fn percent_decode_colon(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('%') {
+        std::borrow::Cow::Owned(s.replace("%3A", ":").replace("%3a", ":"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}

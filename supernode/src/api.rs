@@ -1,0 +1,93 @@
+//! The supernode's HTTP API for agents (documented in `docs/API.md`):
+//!
+//! - `GET|HEAD /api/v1/manifests?upstream=NAME&repo=REPO&reference=TAG|DIGEST`
+//! - `GET|HEAD /api/v1/blobs?upstream=NAME&repo=REPO&digest=DIGEST` (with `Range`)
+//!
+//! Responses and errors have the same shape as a registry's, so an agent
+//! can pass them through unchanged.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, Method, Uri};
+use shoal_agent::registry::{RegistryError, blob_response, manifest_response, query_param};
+use shoal_agent::upstream::Upstream;
+use shoal_proto::{Digest, Reference, RepoName};
+use tracing::instrument;
+
+use crate::Supernode;
+use crate::source::UpstreamSource;
+
+/// The API router (without `/healthz` and `/metrics`).
+pub fn app(state: Arc<Supernode>) -> Router {
+    Router::new()
+        .route("/api/v1/manifests", get(manifest))
+        .route("/api/v1/blobs", get(blob))
+        .fallback(|| async {
+            RegistryError::new(
+                http::StatusCode::NOT_FOUND,
+                "UNSUPPORTED",
+                "unknown endpoint",
+            )
+        })
+        .with_state(state)
+}
+
+fn param(uri: &Uri, key: &str) -> Result<String, RegistryError> {
+    query_param(uri, key)
+        .ok_or_else(|| RegistryError::name_invalid(format!("missing query parameter {key:?}")))
+}
+
+fn target<'a>(s: &'a Supernode, uri: &Uri) -> Result<(&'a Upstream, RepoName), RegistryError> {
+    let name = param(uri, "upstream")?;
+    let upstream = s.upstreams.get(&name).ok_or_else(|| {
+        let mut shown = name.clone();
+        shown.truncate(100);
+        RegistryError::name_unknown(format!(
+            "upstream {shown:?} is not configured on this supernode"
+        ))
+    })?;
+    Ok((upstream, RepoName::parse(&param(uri, "repo")?)?))
+}
+
+#[instrument(skip_all, fields(uri = %uri))]
+async fn manifest(State(s): State<Arc<Supernode>>, method: Method, uri: Uri) -> Response {
+    let res = async {
+        let (upstream, repo) = target(&s, &uri)?;
+        let reference = Reference::parse(&param(&uri, "reference")?)?;
+        let m = s.manifests.get(upstream, &repo, &reference).await?;
+        Ok::<_, RegistryError>(manifest_response(
+            &method,
+            &m.media_type,
+            &m.digest,
+            m.bytes,
+        ))
+    };
+    res.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[instrument(skip_all, fields(uri = %uri))]
+async fn blob(
+    State(s): State<Arc<Supernode>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let res = async {
+        let (upstream, repo) = target(&s, &uri)?;
+        let digest = Digest::parse(&param(&uri, "digest")?)?;
+        let handle = s
+            .fetcher
+            .get(&digest, || UpstreamSource {
+                upstream: upstream.clone(),
+                repo,
+                digest,
+            })
+            .await?;
+        blob_response(&method, &headers, handle)
+    };
+    res.await.unwrap_or_else(IntoResponse::into_response)
+}

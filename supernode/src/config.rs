@@ -1,0 +1,186 @@
+//! The supernode's command line and config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use shoal_agent::config::{
+    NamedUpstream, UpstreamEntry, load_file, merge_upstreams, parse_name_value,
+};
+use shoal_agent::daemon::LogFormat;
+
+/// Default API address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:65011";
+/// Default P2P address.
+pub const DEFAULT_P2P_LISTEN: &str = "0.0.0.0:65012";
+/// Default data dir.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/shoal/supernode";
+/// Default time a tag → digest resolution is reused.
+pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(30);
+
+/// shoal-supernode: the cluster's seed. Fetches manifests and blobs from the
+/// upstream registries once, stores them, and serves them to agents.
+///
+/// Every flag can also be set in the TOML file given with `--config` (same
+/// names with `_` for `-`; upstreams as [[upstream]] tables with name, url,
+/// ca_file, username, password or password_file), or with the environment
+/// variable shown; flags win over the environment, which wins over the file.
+#[derive(Parser, Debug, Default)]
+#[command(name = "shoal-supernode", version, about, long_about)]
+pub struct SupernodeArgs {
+    /// TOML config file.
+    #[arg(long, env = "SHOAL_SUPERNODE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP API for agents (also /healthz, /metrics)
+    /// [default: 0.0.0.0:65011].
+    #[arg(long, env = "SHOAL_SUPERNODE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Address for peer-to-peer piece traffic (QUIC) [default: 0.0.0.0:65012].
+    #[arg(long, env = "SHOAL_SUPERNODE_P2P_LISTEN", value_name = "ADDR")]
+    pub p2p_listen: Option<SocketAddr>,
+    /// Directory for the content store [default: /var/lib/shoal/supernode].
+    #[arg(long, env = "SHOAL_SUPERNODE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Base URL of the tracker, e.g. http://tracker:65010.
+    #[arg(long, env = "SHOAL_SUPERNODE_TRACKER", value_name = "URL")]
+    pub tracker: Option<String>,
+    /// An upstream registry as NAME=URL: NAME as clients name it (docker.io,
+    /// ghcr.io, registry.example.com:5000), URL where it is
+    /// (https://registry-1.docker.io). Repeatable; the first is the default
+    /// [default: docker.io=https://registry-1.docker.io].
+    #[arg(long = "upstream", value_name = "NAME=URL", value_parser = parse_name_value)]
+    pub upstreams: Vec<(String, String)>,
+    /// Extra CA certificates (PEM) trusted for one upstream, as NAME=FILE,
+    /// in addition to the system store. Repeatable.
+    #[arg(long = "upstream-ca", value_name = "NAME=FILE", value_parser = parse_name_value)]
+    pub upstream_cas: Vec<(String, String)>,
+    /// How long a tag's resolution to a digest is reused before the upstream
+    /// is asked again, in seconds [default: 30].
+    #[arg(long, env = "SHOAL_SUPERNODE_TAG_TTL", value_name = "SECONDS")]
+    pub tag_ttl: Option<u64>,
+    /// Log format: text or json [default: text]. RUST_LOG sets the filter.
+    #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Write {"http": ADDR, "p2p": ADDR} to this file once listening.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// The supernode's config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupernodeFile {
+    /// See `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// See `--p2p-listen`.
+    pub p2p_listen: Option<SocketAddr>,
+    /// See `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// See `--tracker`.
+    pub tracker: Option<String>,
+    /// See `--tag-ttl`.
+    pub tag_ttl: Option<u64>,
+    /// See `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// Upstreams.
+    pub upstream: Vec<UpstreamEntry>,
+}
+
+/// Validated supernode configuration.
+#[derive(Debug)]
+pub struct SupernodeConfig {
+    /// API address.
+    pub listen: SocketAddr,
+    /// P2P address.
+    pub p2p_listen: SocketAddr,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// Tracker base URL.
+    pub tracker: Option<String>,
+    /// Upstreams, default first.
+    pub upstreams: Vec<NamedUpstream>,
+    /// Tag TTL.
+    pub tag_ttl: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Ready file.
+    pub ready_file: Option<PathBuf>,
+}
+
+impl SupernodeArgs {
+    /// Merges flags (and environment) over the config file and validates.
+    pub fn into_config(self) -> anyhow::Result<SupernodeConfig> {
+        let file: SupernodeFile = load_file(self.config.as_deref())?;
+        Ok(SupernodeConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            p2p_listen: self
+                .p2p_listen
+                .or(file.p2p_listen)
+                .unwrap_or_else(|| DEFAULT_P2P_LISTEN.parse().expect("valid default")),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            tracker: self.tracker.or(file.tracker),
+            upstreams: merge_upstreams(&self.upstreams, &self.upstream_cas, &file.upstream)?,
+            tag_ttl: self
+                .tag_ttl
+                .or(file.tag_ttl)
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_TAG_TTL),
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            ready_file: self.ready_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = SupernodeArgs::default().into_config().unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.tag_ttl, Duration::from_secs(30));
+        assert_eq!(c.upstreams[0].name, "docker.io");
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:1\"\ntag_ttl = 5\n[[upstream]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\n",
+        )
+        .unwrap();
+        let args = SupernodeArgs {
+            config: Some(f),
+            listen: Some("127.0.0.1:2".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = args.into_config().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(c.tag_ttl, Duration::from_secs(5));
+        assert_eq!(c.upstreams[0].name, "ghcr.io");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        std::fs::write(&f, "lisen = \"x\"\n").unwrap();
+        let args = SupernodeArgs {
+            config: Some(f),
+            ..Default::default()
+        };
+        assert!(args.into_config().is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! The upstream: Debian's `docker-registry` (CNCF distribution 2.8) on
+//! loopback, with filesystem storage in a temporary directory.
+//!
+//! The registry writes its access log in Apache combined format to stdout,
+//! one line per completed request:
+//!
+//! ```text
+//! 127.0.0.1 - - [27/Nov/2026:18:48:22 +0000] "GET /v2/foo/blobs/sha256:… HTTP/1.1" 200 2097152 "" "ua"
+//! ```
+//!
+//! and its own logs (logrus text) to stderr, among them
+//! `msg="listening on 127.0.0.1:43687"` once it has bound port 0. The access
+//! log is kept apart so that [`Registry::count_requests`] counts requests, not
+//! log messages. A line is written when the response is complete.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::child::ChildGuard;
+use crate::tls::TestPki;
+use crate::wait::{STARTUP_TIMEOUT, poll};
+
+/// Where Debian installs the registry.
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// One line of the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogEntry {
+    /// HTTP method, e.g. `GET`.
+    pub method: String,
+    /// Request target: path and query.
+    pub target: String,
+    /// Response status.
+    pub status: u16,
+}
+
+/// A running `docker-registry`, killed on drop.
+pub struct Registry {
+    child: ChildGuard,
+    addr: SocketAddr,
+    tls: Option<rustls::pki_types::CertificateDer<'static>>,
+    access_log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Registry {
+    /// Starts a plain-HTTP registry.
+    pub async fn start() -> Registry {
+        Self::start_with(None).await
+    }
+
+    /// Starts a registry serving HTTPS with `pki`'s server certificate.
+    pub async fn start_tls(pki: &TestPki) -> Registry {
+        Self::start_with(Some(pki)).await
+    }
+
+    async fn start_with(pki: Option<&TestPki>) -> Registry {
+        let dir = crate::tmp::dir("shoal-registry-");
+        let storage = dir.path().join("storage");
+        std::fs::create_dir(&storage).expect("create storage dir");
+        let tls = match pki {
+            Some(pki) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                pki.cert_pem.display(),
+                pki.key_pem.display()
+            ),
+            None => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
+             maintenance:\n    uploadpurging:\n      enabled: false\n\
+             http:\n  addr: 127.0.0.1:0\n  secret: shoal-tests-not-a-secret\n{tls}",
+            storage.display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write registry config");
+
+        if !std::path::Path::new(REGISTRY_BIN).exists() {
+            panic!("{REGISTRY_BIN} not found: install Debian's docker-registry package");
+        }
+        let mut cmd = Command::new(REGISTRY_BIN);
+        cmd.arg("serve").arg(&config_path);
+        // The registry reads REGISTRY_* variables as config overrides.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("REGISTRY_") {
+                cmd.env_remove(key);
+            }
+        }
+        let access_log = dir.path().join("access.log");
+        let stderr_log = dir.path().join("registry.log");
+        let mut child = ChildGuard::spawn_split("docker-registry", cmd, &access_log, &stderr_log);
+        // Every request is also logged on stderr; the access log has them.
+        child.hide_in_tail(|line| line.contains("msg=\"response completed\""));
+
+        let addr = poll("registry to log its address", STARTUP_TIMEOUT, || {
+            let text = child.log();
+            let exited = child.try_exited();
+            async move {
+                if let Some(addr) = parse_listening(&text) {
+                    return Ok(Some(addr));
+                }
+                match exited {
+                    Some(status) => Err(format!("docker-registry exited early: {status}")),
+                    None => Ok(None),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+        let registry = Registry {
+            child,
+            addr,
+            tls: pki.map(|p| p.ca_der.clone()),
+            access_log,
+            _dir: dir,
+        };
+        let client = registry.client();
+        let url = format!("{}/v2/", registry.url());
+        poll("registry to answer GET /v2/", STARTUP_TIMEOUT, || {
+            let req = client.get(&url).send();
+            async move {
+                Ok(match req.await {
+                    Ok(resp) if resp.status().is_success() => Some(()),
+                    _ => None,
+                })
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        registry
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// An HTTP client that can talk to this registry (trusting the test CA
+    /// when the registry serves TLS).
+    pub fn client(&self) -> reqwest::Client {
+        match &self.tls {
+            Some(ca) => crate::http::client_trusting(ca),
+            None => crate::http::client(),
+        }
+    }
+
+    /// The registry's own log (stderr) and access log tails.
+    pub fn log_tail(&self) -> String {
+        self.child.log_tail()
+    }
+
+    /// Every request in the access log so far.
+    pub fn requests(&self) -> Vec<AccessLogEntry> {
+        let text = std::fs::read(&self.access_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        text.lines().filter_map(parse_access_line).collect()
+    }
+
+    /// How many requests with exactly this method (`GET` does not count
+    /// `HEAD`) had a target containing `path_substring`.
+    pub fn count_requests(&self, method: &str, path_substring: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == method && r.target.contains(path_substring))
+            .count()
+    }
+
+    /// How many times the blob `digest` of `repo` was downloaded (GET, any status).
+    pub fn blob_gets(&self, repo: &str, digest: &str) -> usize {
+        self.count_requests("GET", &format!("/v2/{repo}/blobs/{digest}"))
+    }
+
+    /// Waits until the access log has stopped growing for a while, so that
+    /// counts taken afterwards include every request already answered.
+    pub async fn settle(&self) {
+        let quiet = Duration::from_millis(750);
+        let mut last = (self.requests().len(), std::time::Instant::now());
+        let _ = poll(
+            "registry access log to settle",
+            Duration::from_secs(15),
+            || {
+                let n = self.requests().len();
+                if n != last.0 {
+                    last = (n, std::time::Instant::now());
+                }
+                let done = last.1.elapsed() >= quiet;
+                async move { Ok(done.then_some(())) }
+            },
+        )
+        .await;
+    }
+}
+
+/// Finds `listening on 127.0.0.1:PORT` in the registry's stderr.
+fn parse_listening(log: &str) -> Option<SocketAddr> {
+    log.lines().find_map(|line| {
+        let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+        let addr: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect();
+        addr.parse().ok()
+    })
+}
+
+/// Parses one Apache combined log line; `None` for anything else.
+pub fn parse_access_line(line: &str) -> Option<AccessLogEntry> {
+    let start = line.find("] \"")? + 3;
+    let rest = &line[start..];
+    let end = rest.find('"')?;
+    let mut request = rest[..end].split(' ');
+    let method = request.next()?.to_string();
+    let target = request.next()?.to_string();
+    let status = rest[end + 1..].split_whitespace().next()?.parse().ok()?;
+    Some(AccessLogEntry {
+        method,
+        target,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_access_and_listen_lines() {
+        let line = r#"127.0.0.1 - - [27/Nov/2026:18:48:22 +0000] "HEAD /v2/foo/blobs/sha256:aa HTTP/1.1" 400 110 "" "curl/7.88.1""#;
+        assert_eq!(
+            parse_access_line(line),
+            Some(AccessLogEntry {
+                method: "HEAD".into(),
+                target: "/v2/foo/blobs/sha256:aa".into(),
+                status: 400
+            })
+        );
+        let listen =
+            r#"time="x" level=info msg="listening on 127.0.0.1:43687" go.version=go1.19.8"#;
+        assert_eq!(
+            parse_listening(listen),
+            Some("127.0.0.1:43687".parse().unwrap())
+        );
+        assert_eq!(parse_access_line("time=\"x\" level=info msg=\"hi\""), None);
+    }
+}
