@@ -20,7 +20,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 /// The agent address the examples use; tests replace it.
-pub const EXAMPLE_AGENT: &str = "127.0.0.1:5000";
+pub const EXAMPLE_AGENT: &str = "127.0.0.1:65001";
 /// The real upstream in `hosts.toml`; tests replace it with a dead port.
 pub const EXAMPLE_SERVER: &str = "https://registry-1.docker.io";
 /// A loopback address nothing listens on.
