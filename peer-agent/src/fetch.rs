@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, Fuse};
 use futures_util::{FutureExt, StreamExt};
-use shoal_proto::{Digest, Hasher};
+use shoal_proto::{Digest, Hasher, PieceHasher, PieceMap, piece_size_for};
 use tokio::sync::watch;
 
 use crate::registry::RegistryError;
@@ -106,8 +106,71 @@ enum State {
 #[derive(Clone)]
 pub struct Fetcher {
     store: ContentStore,
-    inflight: Arc<Mutex<HashMap<Digest, watch::Receiver<State>>>>,
+    inflight: Arc<Mutex<HashMap<Digest, Inflight>>>,
     resume_attempts: u32,
+    piece_maps: bool,
+}
+
+/// A download in progress, as the fetcher's map holds it.
+#[derive(Clone)]
+struct Inflight {
+    rx: watch::Receiver<State>,
+    pieces: Option<Arc<PieceProgress>>,
+}
+
+/// Piece hashes of a download in progress, computed as bytes pass, so its
+/// pieces can be served to peers before the whole blob is in.
+#[derive(Debug)]
+pub struct PieceProgress {
+    digest: Digest,
+    /// Blob size and piece size, once the source told the size.
+    layout: Mutex<Option<(u64, u32)>>,
+    hashes: Mutex<Vec<Digest>>,
+    tmp: Mutex<Option<Arc<PathBuf>>>,
+    grew: tokio::sync::Notify,
+}
+
+impl PieceProgress {
+    /// Number of pieces whose hash is known.
+    pub fn known(&self) -> usize {
+        self.hashes.lock().expect("lock").len()
+    }
+
+    /// Waits until more than `known` piece hashes are known, or `timeout`.
+    pub async fn wait_beyond(&self, known: usize, timeout: std::time::Duration) {
+        let wait = async {
+            loop {
+                let notified = self.grew.notified();
+                if self.known() > known {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+    }
+
+    /// The pieces known so far as a (possibly partial) piece map: its
+    /// `pieces` hold the hashes of the pieces already written, in order.
+    pub fn partial_map(&self) -> Option<PieceMap> {
+        let (size, piece_size) = (*self.layout.lock().expect("lock"))?;
+        Some(PieceMap {
+            digest: self.digest,
+            size,
+            piece_size,
+            pieces: self.hashes.lock().expect("lock").clone(),
+        })
+    }
+
+    /// Whether piece `index` is written (and its hash known).
+    pub fn has_piece(&self, index: u32) -> bool {
+        (index as usize) < self.hashes.lock().expect("lock").len()
+    }
+
+    /// The file the download is being written to.
+    pub fn temp_file(&self) -> Option<Arc<PathBuf>> {
+        self.tmp.lock().expect("lock").clone()
+    }
 }
 
 /// A blob that is either complete on disk or being downloaded.
@@ -126,7 +189,26 @@ impl Fetcher {
             store,
             inflight: Arc::default(),
             resume_attempts,
+            piece_maps: false,
         }
+    }
+
+    /// Also computes each download's piece map as its bytes pass, stores it
+    /// beside the blob, and exposes partial maps while downloads run (what
+    /// a seed needs to serve pieces before a blob is complete).
+    pub fn with_piece_maps(mut self) -> Self {
+        self.piece_maps = true;
+        self
+    }
+
+    /// Piece progress of a running download of `digest`, if any.
+    pub fn progress(&self, digest: &Digest) -> Option<Arc<PieceProgress>> {
+        self.inflight
+            .lock()
+            .expect("inflight lock")
+            .get(digest)?
+            .pieces
+            .clone()
     }
 
     /// The store this fetcher fills.
@@ -155,23 +237,48 @@ impl Fetcher {
         if let Some(h) = self.local(digest).await {
             return Ok(h);
         }
-        let mut rx = {
+        let joined = {
             let mut map = self.inflight.lock().expect("inflight lock");
             match map.get(digest) {
-                Some(rx) => rx.clone(),
+                Some(entry) => Some(entry.rx.clone()),
+                // A download that finished since the check above has
+                // already left the map: the store has the blob.
+                None if self.store.blob_path(digest).is_file() => None,
                 None => {
                     let (tx, rx) = watch::channel(State::Opening);
-                    map.insert(*digest, rx.clone());
+                    let pieces = self.piece_maps.then(|| {
+                        Arc::new(PieceProgress {
+                            digest: *digest,
+                            layout: Mutex::default(),
+                            hashes: Mutex::default(),
+                            tmp: Mutex::default(),
+                            grew: tokio::sync::Notify::new(),
+                        })
+                    });
+                    map.insert(
+                        *digest,
+                        Inflight {
+                            rx: rx.clone(),
+                            pieces: pieces.clone(),
+                        },
+                    );
                     let job = Download {
                         fetcher: self.clone(),
                         digest: *digest,
                         source: source(),
                         tx,
+                        pieces,
                     };
                     tokio::spawn(job.run());
-                    rx
+                    Some(rx)
                 }
             }
+        };
+        let Some(mut rx) = joined else {
+            return self
+                .local(digest)
+                .await
+                .ok_or_else(|| FetchError::Io(format!("blob {digest} vanished from the store")));
         };
         loop {
             let state = rx.borrow_and_update().clone();
@@ -203,7 +310,7 @@ impl Fetcher {
 }
 
 struct Forget {
-    map: Arc<Mutex<HashMap<Digest, watch::Receiver<State>>>>,
+    map: Arc<Mutex<HashMap<Digest, Inflight>>>,
     digest: Digest,
 }
 
@@ -220,6 +327,53 @@ struct Download<S> {
     digest: Digest,
     source: S,
     tx: watch::Sender<State>,
+    pieces: Option<Arc<PieceProgress>>,
+}
+
+/// The whole-blob hash, plus piece hashes when the fetcher makes piece maps.
+enum BlobHasher {
+    Whole(Hasher),
+    Pieces(Box<PieceHasher>, Arc<PieceProgress>),
+}
+
+impl BlobHasher {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            BlobHasher::Whole(h) => h.update(data),
+            BlobHasher::Pieces(h, progress) => {
+                h.update(data);
+                let done = h.completed();
+                let mut known = progress.hashes.lock().expect("lock");
+                if done.len() > known.len() {
+                    let new = &done[known.len()..];
+                    known.extend_from_slice(new);
+                    drop(known);
+                    progress.grew.notify_waiters();
+                }
+            }
+        }
+    }
+
+    /// The digest of all bytes, and the piece map when computed.
+    fn finish(self) -> (Digest, Option<PieceMap>) {
+        match self {
+            BlobHasher::Whole(h) => (h.finish(), None),
+            BlobHasher::Pieces(h, progress) => match h.finish() {
+                Ok(map) => {
+                    // The last piece's hash is known only now.
+                    *progress.hashes.lock().expect("lock") = map.pieces.clone();
+                    progress.grew.notify_waiters();
+                    (map.digest, Some(map))
+                }
+                // Sizes beyond the piece map's limits: no map, and a digest
+                // that cannot match, so the blob is refused.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot build a piece map");
+                    (Digest::from_bytes([0; 32]), None)
+                }
+            },
+        }
+    }
 }
 
 impl<S: BlobSource> Download<S> {
@@ -255,7 +409,15 @@ impl<S: BlobSource> Download<S> {
             written: 0,
             tmp: tmp.clone(),
         });
-        let mut hasher = Some(Hasher::new());
+        let mut hasher = Some(match &self.pieces {
+            Some(progress) => {
+                let piece_size = piece_size_for(size);
+                *progress.tmp.lock().expect("lock") = Some(tmp.clone());
+                *progress.layout.lock().expect("lock") = Some((size, piece_size));
+                BlobHasher::Pieces(Box::new(PieceHasher::new(piece_size)), progress.clone())
+            }
+            None => BlobHasher::Whole(Hasher::new()),
+        });
         let mut written = 0u64;
         let mut resumes = 0;
         let outcome = loop {
@@ -315,6 +477,7 @@ impl<S: BlobSource> Download<S> {
                 }
             });
         };
+        let mut piece_map = None;
         let result = outcome.and_then(|()| {
             if written != size {
                 return Err(FetchError::SizeMismatch {
@@ -323,7 +486,8 @@ impl<S: BlobSource> Download<S> {
                     expected: size,
                 });
             }
-            let actual = hasher.take().expect("hasher").finish();
+            let (actual, map) = hasher.take().expect("hasher").finish();
+            piece_map = map;
             if actual != self.digest {
                 return Err(FetchError::DigestMismatch {
                     source_label: label,
@@ -336,6 +500,14 @@ impl<S: BlobSource> Download<S> {
         drop(file);
         match result {
             Ok(()) => {
+                if let Some(map) = &piece_map {
+                    // The map goes first: a visible blob always has its map.
+                    self.fetcher
+                        .store
+                        .put_piece_map(map)
+                        .await
+                        .map_err(|e| FetchError::Io(format!("storing piece map: {e}")))?;
+                }
                 self.fetcher
                     .store
                     .commit_blob(&tmp, &self.digest)
@@ -447,8 +619,9 @@ impl Tail {
         loop {
             let avail = match &*rx.borrow_and_update() {
                 State::Opening => 0,
-                // Hold back the final byte until the whole blob is verified.
-                State::Running { written, .. } => (*written).min(self.size.saturating_sub(1)),
+                // Hold back the range's final byte until the whole blob is
+                // verified (a range short of the blob's end included).
+                State::Running { written, .. } => (*written).min(self.end.saturating_sub(1)),
                 State::Done => self.size,
                 State::Failed(e) => return Err(io::Error::other(e.to_string())),
             };

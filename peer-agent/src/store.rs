@@ -2,7 +2,8 @@
 //!
 //! Layout under the data dir (DESIGN.md "Storage"):
 //!
-//! - `blobs/sha256/<2 hex>/<64 hex>`: complete, verified blobs;
+//! - `blobs/sha256/<2 hex>/<64 hex>`: complete, verified blobs (and
+//!   `<64 hex>.pieces`, the piece map, where one was computed);
 //! - `manifests/sha256/<2 hex>/<64 hex>` (+ `.type` holding the media type);
 //! - `tmp/`: downloads in progress, emptied on start.
 //!
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use shoal_proto::Digest;
+use shoal_proto::{Digest, PieceMap, decode_frame, encode_frame};
 
 /// Handle to a data dir's content store. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -84,6 +85,31 @@ impl ContentStore {
         let dest = self.blob_path(digest);
         commit(tmp, &dest).await?;
         Ok(dest)
+    }
+
+    /// Stores the piece map of a blob (before the blob itself is committed).
+    pub async fn put_piece_map(&self, map: &PieceMap) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        encode_frame(map, &mut bytes).map_err(io::Error::other)?;
+        let tmp = self.temp_path("pieces");
+        tokio::fs::write(&tmp, &bytes).await?;
+        commit(&tmp, &self.piece_map_path(&map.digest)).await
+    }
+
+    /// The stored piece map of a blob, if any (validated on decode).
+    pub fn get_piece_map(&self, digest: &Digest) -> Option<PieceMap> {
+        let bytes = std::fs::read(self.piece_map_path(digest)).ok()?;
+        match decode_frame::<PieceMap>(&bytes) {
+            Ok(map) if map.digest == *digest => Some(map),
+            _ => {
+                tracing::warn!(%digest, "stored piece map is damaged; ignoring it");
+                None
+            }
+        }
+    }
+
+    fn piece_map_path(&self, digest: &Digest) -> PathBuf {
+        self.blob_path(digest).with_extension("pieces")
     }
 
     /// Stores a verified manifest with its media type.

@@ -71,11 +71,11 @@ impl SupernodeClient {
             return Ok(resp);
         }
         let status = resp.status();
+        let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
         let body = resp.bytes().await.unwrap_or_default();
-        Err(RegistryError::from_response_body(
-            status,
-            &body[..body.len().min(64 * 1024)],
-        ))
+        let mut err = RegistryError::from_response_body(status, &body[..body.len().min(64 * 1024)]);
+        err.retry_after = retry_after.and_then(|v| v.to_str().ok()?.parse().ok());
+        Err(err)
     }
 
     /// The manifest `reference` of `repo` on upstream `upstream`, with the
@@ -232,5 +232,93 @@ impl BlobSource for SupernodeSource {
 
     fn label(&self) -> &'static str {
         "supernode"
+    }
+}
+
+/// A blob's piece map as the supernode's `GET /api/v1/piecemap` returns it:
+/// while the supernode is still fetching the blob, `pieces` holds the hashes
+/// of the pieces it has so far (`complete` is false).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PieceMapView {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Length of every piece but the last.
+    pub piece_size: u32,
+    /// sha256 of each piece known so far, in order.
+    pub pieces: Vec<Digest>,
+    /// Whether `pieces` covers the whole blob.
+    pub complete: bool,
+    /// The supernode's QUIC address, where it serves these pieces.
+    #[serde(default)]
+    pub seed_addr: Option<std::net::SocketAddr>,
+}
+
+impl PieceMapView {
+    /// The view as a [`shoal_proto::PieceMap`] whose `pieces` may be a
+    /// prefix of the blob's; refuses inconsistent views.
+    pub fn to_map(&self) -> Result<shoal_proto::PieceMap, RegistryError> {
+        let layout = shoal_proto::swarm::Layout {
+            size: self.size,
+            piece_size: self.piece_size,
+        };
+        let full = layout.piece_count() as usize;
+        let bad = |what: &str| {
+            RegistryError::bad_gateway(format!("supernode sent an invalid piece map: {what}"))
+        };
+        if self.piece_size == 0 || self.pieces.len() > full {
+            return Err(bad("more hashes than pieces"));
+        }
+        if self.complete != (self.pieces.len() == full) {
+            return Err(bad("completeness does not match the hash count"));
+        }
+        let map = shoal_proto::PieceMap {
+            digest: self.digest,
+            size: self.size,
+            piece_size: self.piece_size,
+            pieces: self.pieces.clone(),
+        };
+        if self.complete {
+            map.validate().map_err(|e| bad(&e.to_string()))?;
+        }
+        Ok(map)
+    }
+}
+
+impl SupernodeClient {
+    /// The piece map of a blob, starting the supernode's fetch if needed.
+    /// With `known`, waits (briefly) until more than that many piece hashes
+    /// are known.
+    pub async fn piece_map(
+        &self,
+        upstream: &str,
+        repo: &RepoName,
+        digest: &Digest,
+        known: usize,
+    ) -> Result<PieceMapView, RegistryError> {
+        let digest_s = digest.to_string();
+        let known_s = known.to_string();
+        let url = self.url(
+            "api/v1/piecemap",
+            &[
+                ("upstream", upstream),
+                ("repo", repo.as_str()),
+                ("digest", &digest_s),
+                ("known", &known_s),
+            ],
+        );
+        let resp = self.send(self.http.get(url)).await?;
+        let bytes = read_bounded(resp, MAX_MANIFEST_BYTES).await?;
+        let view: PieceMapView = serde_json::from_slice(&bytes).map_err(|e| {
+            RegistryError::bad_gateway(format!("supernode sent an invalid piece map: {e}"))
+        })?;
+        if view.digest != *digest {
+            return Err(RegistryError::bad_gateway(
+                "supernode sent the piece map of another blob",
+            ));
+        }
+        view.to_map()?;
+        Ok(view)
     }
 }

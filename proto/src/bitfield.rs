@@ -199,6 +199,16 @@ impl Bitfield {
         self.count() == self.len
     }
 
+    /// Number of pieces held here and missing from `other`: what this peer
+    /// could give `other`. Only the pieces both bitfields cover count.
+    pub fn count_not_in(&self, other: &Bitfield) -> u32 {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .map(|(a, b)| (a & !b).count_ones())
+            .sum()
+    }
+
     /// The lowest missing piece, if any.
     pub fn first_missing(&self) -> Option<u32> {
         self.iter_missing().next()
@@ -266,6 +276,20 @@ mod tests {
         b.clear(64);
         assert_eq!(b.count(), 2);
         assert_eq!(b.iter_missing().count(), 128);
+    }
+
+    #[test]
+    fn count_not_in_counts_what_one_could_give_the_other() {
+        let mut a = Bitfield::new(130);
+        let mut b = Bitfield::new(130);
+        for i in [1, 64, 100, 129] {
+            a.set(i);
+        }
+        b.set(64);
+        b.set(5);
+        assert_eq!(a.count_not_in(&b), 3);
+        assert_eq!(b.count_not_in(&a), 1);
+        assert_eq!(a.count_not_in(&Bitfield::full(130)), 0);
     }
 
     #[test]

@@ -23,7 +23,15 @@ pub mod digest;
 pub mod frame;
 pub mod media;
 pub mod piece;
+pub mod rate;
 pub mod reference;
+pub mod sim;
+pub mod swarm;
+pub mod time;
+pub mod tracker_state;
+pub mod tracker_wire;
+pub mod units;
+pub mod wire;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use digest::{Digest, DigestError, Hasher};

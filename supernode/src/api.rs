@@ -2,6 +2,8 @@
 //!
 //! - `GET|HEAD /api/v1/manifests?upstream=NAME&repo=REPO&reference=TAG|DIGEST`
 //! - `GET|HEAD /api/v1/blobs?upstream=NAME&repo=REPO&digest=DIGEST` (with `Range`)
+//! - `GET /api/v1/piecemap?upstream=NAME&repo=REPO&digest=DIGEST&known=K`
+//! - `POST /api/v1/seed` (signed with the cluster secret; see [`seeding`])
 //!
 //! Responses and errors have the same shape as a registry's, so an agent
 //! can pass them through unchanged.
@@ -10,22 +12,33 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{HeaderMap, Method, Uri};
+use shoal_agent::http_auth::require_auth;
 use shoal_agent::registry::{RegistryError, blob_response, manifest_response, query_param};
 use shoal_agent::upstream::Upstream;
 use shoal_proto::{Digest, Reference, RepoName};
 use tracing::instrument;
 
-use crate::Supernode;
 use crate::source::UpstreamSource;
+use crate::{Supernode, seeding};
 
 /// The API router (without `/healthz` and `/metrics`).
 pub fn app(state: Arc<Supernode>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/api/v1/manifests", get(manifest))
         .route("/api/v1/blobs", get(blob))
+        .route("/api/v1/piecemap", get(seeding::piece_map));
+    if let Some(auth) = state.auth.clone() {
+        // Only the tracker, signing with the cluster secret, may ask.
+        let seed = Router::new()
+            .route("/api/v1/seed", post(seeding::seed))
+            .route_layer(middleware::from_fn_with_state(auth, require_auth));
+        router = router.merge(seed);
+    }
+    router
         .fallback(|| async {
             RegistryError::new(
                 http::StatusCode::NOT_FOUND,
@@ -36,12 +49,15 @@ pub fn app(state: Arc<Supernode>) -> Router {
         .with_state(state)
 }
 
-fn param(uri: &Uri, key: &str) -> Result<String, RegistryError> {
+pub(crate) fn param(uri: &Uri, key: &str) -> Result<String, RegistryError> {
     query_param(uri, key)
         .ok_or_else(|| RegistryError::name_invalid(format!("missing query parameter {key:?}")))
 }
 
-fn target<'a>(s: &'a Supernode, uri: &Uri) -> Result<(&'a Upstream, RepoName), RegistryError> {
+pub(crate) fn target<'a>(
+    s: &'a Supernode,
+    uri: &Uri,
+) -> Result<(&'a Upstream, RepoName), RegistryError> {
     let name = param(uri, "upstream")?;
     let upstream = s.upstreams.get(&name).ok_or_else(|| {
         let mut shown = name.clone();

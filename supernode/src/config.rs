@@ -10,6 +10,9 @@ use shoal_agent::config::{
     NamedUpstream, UpstreamEntry, load_file, merge_upstreams, parse_name_value,
 };
 use shoal_agent::daemon::LogFormat;
+use shoal_agent::p2p::load_cluster_secret;
+use shoal_agent::pieces::P2pOptions;
+use shoal_proto::units::Rate;
 
 /// Default API address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:65011";
@@ -60,6 +63,20 @@ pub struct SupernodeArgs {
     /// is asked again, in seconds [default: 30].
     #[arg(long, env = "SHOAL_SUPERNODE_TAG_TTL", value_name = "SECONDS")]
     pub tag_ttl: Option<u64>,
+    /// File holding the cluster secret shared by every Shoal daemon of the
+    /// cluster. Enables seeding pieces over QUIC (only to members) and the
+    /// signed /api/v1/seed endpoint for the tracker. Without it the
+    /// supernode only serves whole manifests and blobs over HTTP.
+    #[arg(long, env = "SHOAL_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Cap on the bytes per second sent to peers over QUIC, e.g. 100MiB,
+    /// 800Mbit (a bare number is MiB/s) [default: no cap].
+    #[arg(long, env = "SHOAL_SUPERNODE_UPLOAD_RATE", value_name = "RATE")]
+    pub upload_rate: Option<Rate>,
+    /// Most pieces sent to peers at once; further requests are refused as
+    /// busy so the requester asks another peer [default: 64].
+    #[arg(long, env = "SHOAL_SUPERNODE_MAX_UPLOADS", value_name = "N")]
+    pub max_uploads: Option<usize>,
     /// Log format: text or json [default: text]. RUST_LOG sets the filter.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -84,6 +101,12 @@ pub struct SupernodeFile {
     pub tag_ttl: Option<u64>,
     /// See `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// See `--cluster-secret-file`.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// See `--upload-rate`.
+    pub upload_rate: Option<String>,
+    /// See `--max-uploads`.
+    pub max_uploads: Option<usize>,
     /// Upstreams.
     pub upstream: Vec<UpstreamEntry>,
 }
@@ -107,21 +130,41 @@ pub struct SupernodeConfig {
     pub log_format: LogFormat,
     /// Ready file.
     pub ready_file: Option<PathBuf>,
+    /// Piece transport, when a cluster secret is configured.
+    pub p2p: Option<P2pOptions>,
 }
 
 impl SupernodeArgs {
     /// Merges flags (and environment) over the config file and validates.
     pub fn into_config(self) -> anyhow::Result<SupernodeConfig> {
         let file: SupernodeFile = load_file(self.config.as_deref())?;
+        let p2p_listen = self
+            .p2p_listen
+            .or(file.p2p_listen)
+            .unwrap_or_else(|| DEFAULT_P2P_LISTEN.parse().expect("valid default"));
+        let upload_rate = match (self.upload_rate, &file.upload_rate) {
+            (Some(r), _) => Some(r),
+            (None, Some(text)) => Some(
+                text.parse::<Rate>()
+                    .map_err(|e| anyhow::anyhow!("upload_rate: {e}"))?,
+            ),
+            (None, None) => None,
+        };
+        let p2p = match self.cluster_secret_file.or(file.cluster_secret_file) {
+            Some(path) => Some(P2pOptions {
+                listen: p2p_listen,
+                secret: load_cluster_secret(&path)?,
+                max_uploads: self.max_uploads.or(file.max_uploads).unwrap_or(64).max(1),
+                upload_rate: upload_rate.map(Rate::bytes_per_sec),
+            }),
+            None => None,
+        };
         Ok(SupernodeConfig {
             listen: self
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-            p2p_listen: self
-                .p2p_listen
-                .or(file.p2p_listen)
-                .unwrap_or_else(|| DEFAULT_P2P_LISTEN.parse().expect("valid default")),
+            p2p_listen,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -135,6 +178,7 @@ impl SupernodeArgs {
                 .unwrap_or(DEFAULT_TAG_TTL),
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             ready_file: self.ready_file,
+            p2p,
         })
     }
 }

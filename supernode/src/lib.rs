@@ -9,20 +9,25 @@
 //! - [`config`]: command line and config file;
 //! - [`manifests`]: tag resolution and the manifest cache;
 //! - [`source`]: the upstream as a blob source for the shared fetcher;
+//! - [`seeding`]: piece maps for agents and seeding on the tracker's request;
 //! - [`api`]: the HTTP API for agents (`docs/API.md`).
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod config;
 pub mod manifests;
+pub mod seeding;
 pub mod source;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use shoal_agent::daemon::{self, ReadyInfo};
 use shoal_agent::fetch::Fetcher;
+use shoal_agent::http_auth::Auth;
+use shoal_agent::pieces::{FetcherPieces, bind_p2p};
 use shoal_agent::store::ContentStore;
 use shoal_agent::upstream::{Upstream, UpstreamOptions};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +43,10 @@ pub struct Supernode {
     pub manifests: ManifestCache,
     /// Content store and single-flight blob downloads.
     pub fetcher: Fetcher,
+    /// Authentication of the cluster-internal endpoints.
+    pub auth: Option<Auth>,
+    /// The QUIC address pieces are served on, once bound.
+    pub p2p_addr: OnceLock<SocketAddr>,
 }
 
 impl Supernode {
@@ -55,7 +64,9 @@ impl Supernode {
         Ok(Supernode {
             upstreams,
             manifests: ManifestCache::new(store.clone(), cfg.tag_ttl),
-            fetcher: Fetcher::new(store, 3),
+            fetcher: Fetcher::new(store, 3).with_piece_maps(),
+            auth: cfg.p2p.as_ref().map(|p| Auth::Signed(p.secret.http_auth())),
+            p2p_addr: OnceLock::new(),
         })
     }
 }
@@ -66,13 +77,25 @@ pub async fn run(cfg: SupernodeConfig, shutdown: CancellationToken) -> anyhow::R
     let state = Arc::new(Supernode::new(&cfg)?);
     let listener = daemon::bind(cfg.listen).await?;
     let http = listener.local_addr()?;
-    let p2p = std::net::UdpSocket::bind(cfg.p2p_listen)
-        .with_context(|| format!("cannot listen on {}", cfg.p2p_listen))?;
-    let ready = ReadyInfo {
-        http,
-        p2p: Some(p2p.local_addr()?),
+    let p2p = match &cfg.p2p {
+        Some(opts) => {
+            let provider = Arc::new(FetcherPieces::new(state.fetcher.clone()));
+            let endpoint = bind_p2p(opts, provider)?;
+            let addr = endpoint.local_addr()?;
+            let _ = state.p2p_addr.set(addr);
+            let stop = shutdown.clone();
+            tokio::spawn(async move { endpoint.run(stop.cancelled_owned()).await });
+            Some(addr)
+        }
+        None => {
+            tracing::warn!(
+                "no --cluster-secret-file: not seeding pieces to peers; serving whole blobs over HTTP only"
+            );
+            None
+        }
     };
-    tracing::info!(api = %http, p2p = %p2p.local_addr()?, upstreams = ?cfg.upstreams.iter().map(|u| &u.name).collect::<Vec<_>>(),
+    let ready = ReadyInfo { http, p2p };
+    tracing::info!(api = %http, p2p = ?p2p, upstreams = ?cfg.upstreams.iter().map(|u| &u.name).collect::<Vec<_>>(),
         "shoal-supernode listening");
     if let Some(path) = &cfg.ready_file {
         daemon::write_ready_file(path, &ready)?;

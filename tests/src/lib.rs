@@ -21,6 +21,7 @@
 pub mod child;
 pub mod clients;
 pub mod cluster;
+pub mod fault_upstream;
 pub mod http;
 pub mod image;
 pub mod lock;

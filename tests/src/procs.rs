@@ -100,10 +100,14 @@ impl Daemon {
         .await
     }
 
-    /// Starts `shoal-tracker`.
+    /// Starts `shoal-tracker` with a fresh cluster secret in its temp dir.
     pub async fn tracker() -> Daemon {
-        Self::start("shoal-tracker", |cmd, _dir, ready| {
-            cmd.args(["--listen", "127.0.0.1:0", "--ready-file"])
+        Self::start("shoal-tracker", |cmd, dir, ready| {
+            let secret = dir.join("cluster-secret");
+            std::fs::write(&secret, "test cluster secret, 32 bytes long\n").expect("write secret");
+            cmd.args(["--listen", "127.0.0.1:0", "--cluster-secret-file"])
+                .arg(secret)
+                .arg("--ready-file")
                 .arg(ready);
         })
         .await

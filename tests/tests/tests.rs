@@ -13,6 +13,7 @@
 
 mod daemons;
 mod fanout;
+mod faults;
 mod harness;
 mod through_agent;
 mod tls_upstream;

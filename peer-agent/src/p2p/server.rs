@@ -1,0 +1,226 @@
+//! Answering piece requests from other peers.
+//!
+//! One request per bidirectional stream: read the [`PieceRequest`] header
+//! (size-limited, with a timeout), look the piece up in the
+//! [`PieceProvider`], answer with a [`PieceResponse`] header and, for `Ok`,
+//! the raw piece bytes, paced by the optional [`RateLimiter`]. A bad
+//! header resets that stream only. Past the cap on concurrent uploads the
+//! answer is `Busy`, without reading the piece.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use quinn::{RecvStream, SendStream};
+use shoal_proto::wire::{ErrorCode, PieceRequest, PieceResponse};
+use shoal_proto::{Digest, PieceMap, encode_frame};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::limit::RateLimiter;
+use super::metrics::BYTES_SENT;
+use super::stream::{FrameReader, PROTOCOL_ERROR, ReadFrameError, TIMEOUT};
+
+/// Bytes written per rate-limiter reservation.
+const PACING_SLICE: usize = 64 * 1024;
+
+/// Where the server finds pieces: the agent's task store, the supernode's
+/// content store. Implementations only report and return pieces that were
+/// verified against the map; the server does not hash them again.
+pub trait PieceProvider: Send + Sync + 'static {
+    /// The piece map of `digest`, if this node knows the blob.
+    fn piece_map(&self, digest: &Digest) -> Option<Arc<PieceMap>>;
+    /// Whether piece `index` of `digest` is held and verified.
+    fn has_piece(&self, digest: &Digest, index: u32) -> bool;
+    /// The bytes of a held piece.
+    fn read_piece(&self, digest: &Digest, index: u32) -> BoxFuture<'_, io::Result<Bytes>>;
+}
+
+/// Serves pieces from a [`PieceProvider`] on every peer connection.
+pub struct PieceServer {
+    provider: Arc<dyn PieceProvider>,
+    uploads: Semaphore,
+    max_uploads: usize,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+impl std::fmt::Debug for PieceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PieceServer")
+            .field("max_uploads", &self.max_uploads)
+            .field("active_uploads", &self.active_uploads())
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to send back for one request.
+enum Answer<'a> {
+    /// The piece, with the upload slot it holds until it is sent.
+    Piece(Bytes, SemaphorePermit<'a>),
+    Refuse(PieceResponse),
+}
+
+impl PieceServer {
+    /// A server of `provider`'s pieces with at most `max_uploads` pieces
+    /// being sent at once (further requests get `Busy`).
+    pub fn new(provider: Arc<dyn PieceProvider>, max_uploads: usize) -> Self {
+        PieceServer {
+            provider,
+            uploads: Semaphore::new(max_uploads),
+            max_uploads,
+            limiter: None,
+        }
+    }
+
+    /// Paces every upload of this server through `limiter`.
+    pub fn with_rate_limit(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Uploads in progress now.
+    pub fn active_uploads(&self) -> usize {
+        self.max_uploads - self.uploads.available_permits()
+    }
+
+    /// Handles one request stream from `peer` to its end.
+    pub(crate) async fn serve_stream(
+        &self,
+        peer: SocketAddr,
+        mut send: SendStream,
+        mut recv: RecvStream,
+        timeout: Duration,
+    ) {
+        let mut reader = FrameReader::<PieceRequest>::new();
+        let read = async {
+            let request = reader.header(&mut recv, timeout).await?;
+            reader.expect_end(&mut recv, timeout).await?;
+            Ok::<_, ReadFrameError>(request)
+        };
+        let request = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                let code = if e.is_protocol() {
+                    PROTOCOL_ERROR
+                } else {
+                    TIMEOUT
+                };
+                tracing::debug!(%peer, error = %e, "dropping piece request stream");
+                let _ = recv.stop(code);
+                let _ = send.reset(code);
+                return;
+            }
+        };
+        let result = match self.answer(&request).await {
+            Answer::Refuse(resp) => write_header(&mut send, &resp, timeout).await,
+            Answer::Piece(bytes, _slot) => self.send_piece(&mut send, bytes, timeout).await,
+        };
+        match result {
+            Ok(()) => {
+                let _ = send.finish();
+            }
+            Err(e) => {
+                tracing::debug!(%peer, digest = %request.digest, index = request.index, error = %e, "upload failed");
+                let _ = send.reset(TIMEOUT);
+            }
+        }
+    }
+
+    /// Decides the answer; holds an upload slot while reading the piece.
+    async fn answer(&self, req: &PieceRequest) -> Answer<'_> {
+        let Some(map) = self.provider.piece_map(&req.digest) else {
+            return Answer::Refuse(PieceResponse::NotHave);
+        };
+        if req.index >= map.piece_count() {
+            return Answer::Refuse(PieceResponse::Error(ErrorCode::NoSuchPiece));
+        }
+        if !self.provider.has_piece(&req.digest, req.index) {
+            return Answer::Refuse(PieceResponse::NotHave);
+        }
+        let Ok(slot) = self.uploads.try_acquire() else {
+            return Answer::Refuse(PieceResponse::Busy);
+        };
+        let range = map.piece_range(req.index);
+        match self.provider.read_piece(&req.digest, req.index).await {
+            Ok(bytes) if bytes.len() as u64 == range.end - range.start => {
+                Answer::Piece(bytes, slot)
+            }
+            Ok(bytes) => {
+                tracing::error!(digest = %req.digest, index = req.index, len = bytes.len(), expected = range.end - range.start, "piece provider returned a piece of the wrong length");
+                Answer::Refuse(PieceResponse::Error(ErrorCode::Internal))
+            }
+            Err(e) => {
+                tracing::warn!(digest = %req.digest, index = req.index, error = %e, "cannot read piece");
+                Answer::Refuse(PieceResponse::Error(ErrorCode::Internal))
+            }
+        }
+    }
+
+    /// Writes `Ok { len }` and the piece, paced by the limiter.
+    async fn send_piece(
+        &self,
+        send: &mut SendStream,
+        bytes: Bytes,
+        timeout: Duration,
+    ) -> Result<(), UploadError> {
+        let resp = PieceResponse::Ok {
+            len: bytes.len() as u32,
+        };
+        write_header(send, &resp, timeout).await?;
+        match &self.limiter {
+            None => write_chunk(send, bytes, timeout).await,
+            Some(limiter) => {
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let slice = rest.split_to(rest.len().min(PACING_SLICE));
+                    limiter.acquire(slice.len() as u64).await;
+                    write_chunk(send, slice, timeout).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why an answer could not be sent.
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    #[error("write timed out")]
+    Timeout,
+    #[error("{0}")]
+    Write(#[from] quinn::WriteError),
+}
+
+async fn write_header(
+    send: &mut SendStream,
+    resp: &PieceResponse,
+    timeout: Duration,
+) -> Result<(), UploadError> {
+    let mut buf = Vec::with_capacity(16);
+    encode_frame(resp, &mut buf).expect("a response header always fits");
+    with_timeout(timeout, send.write_all(&buf)).await
+}
+
+async fn write_chunk(
+    send: &mut SendStream,
+    bytes: Bytes,
+    timeout: Duration,
+) -> Result<(), UploadError> {
+    let len = bytes.len() as u64;
+    with_timeout(timeout, send.write_chunk(bytes)).await?;
+    ::metrics::counter!(BYTES_SENT).increment(len);
+    Ok(())
+}
+
+async fn with_timeout(
+    timeout: Duration,
+    fut: impl Future<Output = Result<(), quinn::WriteError>>,
+) -> Result<(), UploadError> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| UploadError::Timeout)?
+        .map_err(UploadError::Write)
+}

@@ -1,0 +1,203 @@
+//! Refusals, bad pieces, upload caps, `have` updates, reconnection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shoal_proto::wire::{ErrorCode, HaveError, HaveMessage, PieceResponse};
+use shoal_proto::{Bitfield, PieceError, encode_frame};
+
+use super::*;
+
+#[tokio::test]
+async fn a_bad_piece_is_an_error_naming_the_peer() {
+    let (provider, map) = MemProvider::with_blob(random_blob(700_000, 5), 256 * 1024);
+    let server = node(SECRET, Arc::new(provider.corrupt())).start();
+    let client = client(SECRET);
+    let err = client
+        .ep
+        .fetch_piece(server.addr, &map, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::BadPiece {
+                peer,
+                source: PieceError::HashMismatch { index: 1 }
+            } if peer == server.addr
+        ),
+        "{err}"
+    );
+    assert!(err.is_misbehaviour());
+    assert!(err.to_string().contains(&server.addr.to_string()));
+}
+
+#[tokio::test]
+async fn a_wrong_length_is_refused_before_the_payload() {
+    // A member gone bad, speaking raw quinn: announces a huge piece.
+    let tls = ClusterTls::new(&secret(SECRET)).unwrap();
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls.server_config().unwrap()).unwrap();
+    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let bad = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let bad_addr = bad.local_addr().unwrap();
+    tokio::spawn(async move {
+        let conn = bad.accept().await.unwrap().await.unwrap();
+        while let Ok((mut send, _recv)) = conn.accept_bi().await {
+            let mut frame = Vec::new();
+            encode_frame(&PieceResponse::Ok { len: u32::MAX }, &mut frame).unwrap();
+            let _ = send.write_all(&frame).await;
+            let _ = send.write_all(&[0; 4096]).await;
+        }
+    });
+    let (_, map) = MemProvider::with_blob(random_blob(300_000, 6), 256 * 1024);
+    let client = client(SECRET);
+    let err = client.ep.fetch_piece(bad_addr, &map, 0).await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::BadPiece { peer, source: PieceError::WrongLength { .. } } if peer == bad_addr),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_told_apart() {
+    let (provider, map) = MemProvider::with_blob(random_blob(600_000, 7), 256 * 1024);
+    let provider = provider.without(map.digest, 1);
+    let server = node(SECRET, Arc::new(provider)).start();
+    let client = client(SECRET);
+    let err = client
+        .ep
+        .fetch_piece(server.addr, &map, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::NotHave { .. }), "{err}");
+    assert!(!err.is_misbehaviour());
+    let (_, other) = MemProvider::with_blob(random_blob(1000, 8), 256 * 1024);
+    let err = client
+        .ep
+        .fetch_piece(server.addr, &other, 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::NotHave { .. }), "{err}");
+    let err = client
+        .ep
+        .fetch_piece(server.addr, &map, 3)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::NoSuchPiece { index: 3, count: 3 }),
+        "{err}"
+    );
+    // A map that claims more pieces than the server's: the server refuses.
+    let mut longer = (*map).clone();
+    longer.size += 256 * 1024;
+    longer.pieces.push(map.pieces[0]);
+    let err = client
+        .ep
+        .fetch_piece(server.addr, &longer, 3)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::Refused {
+                code: ErrorCode::NoSuchPiece,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    client.ep.fetch_piece(server.addr, &map, 2).await.unwrap();
+}
+
+#[tokio::test]
+async fn beyond_the_upload_cap_the_answer_is_busy() {
+    let (provider, map) = MemProvider::with_blob(random_blob(600_000, 9), 256 * 1024);
+    let (provider, gate, mut entered) = provider.gated();
+    let server = node(SECRET, Arc::new(provider)).max_uploads(1).start();
+    let client = client(SECRET);
+    let first = {
+        let (ep, map) = (client.ep.clone(), map.clone());
+        tokio::spawn(async move { ep.fetch_piece(server.addr, &map, 0).await })
+    };
+    assert_eq!(entered.recv().await, Some(0), "first upload started");
+    assert_eq!(server.ep.server().active_uploads(), 1);
+    let err = client
+        .ep
+        .fetch_piece(server.addr, &map, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Busy { .. }), "{err}");
+    gate.add_permits(1);
+    first.await.unwrap().unwrap();
+    gate.add_permits(1);
+    client.ep.fetch_piece(server.addr, &map, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn uploads_follow_the_rate_limit() {
+    let (provider, map) = MemProvider::with_blob(random_blob(1 << 20, 10), 1 << 20);
+    let limiter = Arc::new(RateLimiter::new(4 << 20, 64 << 10));
+    let server = node(SECRET, Arc::new(provider)).limiter(limiter).start();
+    let client = client(SECRET);
+    client.ep.connect(server.addr).await.unwrap();
+    let start = Instant::now();
+    client.ep.fetch_piece(server.addr, &map, 0).await.unwrap();
+    // 1 MiB at 4 MiB/s with a 64 KiB burst takes at least 234 ms.
+    assert!(start.elapsed().as_millis() >= 230, "{:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn have_updates_reach_the_peer_in_order() {
+    let (tx, mut events) = mpsc::channel(16);
+    let listener = node(SECRET, Arc::new(MemProvider::default()))
+        .events(tx)
+        .start();
+    let sender = client(SECRET);
+    let digest = Digest::of(b"blob");
+    let early = HaveMessage::Have { digest, index: 0 };
+    let err = sender
+        .ep
+        .send_have(listener.addr, &early)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HaveSendError::Order(HaveError::NoBitfield(_))),
+        "{err}"
+    );
+    let mut bits = Bitfield::new(10);
+    bits.set(3);
+    let msgs = [
+        HaveMessage::Bitfield { digest, bits },
+        HaveMessage::Have { digest, index: 7 },
+        HaveMessage::Forget { digest },
+    ];
+    for m in &msgs {
+        sender.ep.send_have(listener.addr, m).await.unwrap();
+    }
+    let peer = sender.addr;
+    assert_eq!(events.recv().await, Some(PeerEvent::Connected { peer }));
+    for m in msgs {
+        assert_eq!(events.recv().await, Some(PeerEvent::Have { peer, msg: m }));
+    }
+}
+
+#[tokio::test]
+async fn a_dead_cached_connection_is_replaced() {
+    let (provider, map) = MemProvider::with_blob(random_blob(300_000, 11), 256 * 1024);
+    let (tx, mut events) = mpsc::channel(16);
+    let server = node(SECRET, Arc::new(provider)).start();
+    let client = node(SECRET, Arc::new(MemProvider::default()))
+        .events(tx)
+        .start();
+    client.ep.fetch_piece(server.addr, &map, 0).await.unwrap();
+    let first = client.ep.connect(server.addr).await.unwrap();
+    first.quinn().close(0u32.into(), b"test");
+    let peer = server.addr;
+    assert_eq!(events.recv().await, Some(PeerEvent::Connected { peer }));
+    assert_eq!(events.recv().await, Some(PeerEvent::Disconnected { peer }));
+    client.ep.fetch_piece(server.addr, &map, 1).await.unwrap();
+    let second = client.ep.connect(server.addr).await.unwrap();
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert!(second.is_open());
+}

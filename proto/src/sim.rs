@@ -1,0 +1,56 @@
+//! A deterministic simulator of one swarm, driving the real state machines.
+//!
+//! DESIGN.md asks for completion times close to the Kumar–Ross bound and
+//! for the simulator to run "the very same code" as the daemons. So this
+//! module contains no scheduling logic: every peer runs a real
+//! [`Download`](crate::swarm::Download) and [`Uploader`](crate::swarm::Uploader),
+//! the seed a real [`Seeder`](crate::swarm::Seeder), the tracker a real
+//! [`TrackerState`](crate::tracker_state::TrackerState); the world only
+//! delivers their messages after a link latency and moves piece bytes
+//! through a fluid model of each node's upload and download capacity,
+//! shared max-min fairly among running transfers. Everything random is
+//! drawn from [`Scenario::rng_seed`], so a run is reproducible bit for bit.
+//!
+//! `shoal-bench` uses it for swarms too large for one machine.
+
+mod fluid;
+mod report;
+mod scenario;
+mod world;
+
+pub use report::{Report, Sample};
+pub use scenario::{Leave, MIB, Scenario};
+
+use crate::swarm::DownloadStats;
+
+/// Runs `scenario` to completion (or its time limit).
+pub fn run(scenario: &Scenario) -> Report {
+    let mut world = world::World::new(scenario);
+    world.run();
+    let peers = &world.nodes[1..];
+    let mut download = DownloadStats::default();
+    for d in peers.iter().filter_map(|n| n.download.as_ref()) {
+        download.merge(d.stats());
+    }
+    Report {
+        scenario: scenario.name.clone(),
+        peers: scenario.peers,
+        file_bytes: scenario.file_bytes,
+        piece_size: scenario.piece_size,
+        bound_secs: scenario.bound_secs(),
+        completion: peers
+            .iter()
+            .map(|n| n.done_at.map(|t| t.as_secs_f64()))
+            .collect(),
+        first_byte: peers
+            .iter()
+            .map(|n| n.first_at.map(|t| t.as_secs_f64()))
+            .collect(),
+        seed_bytes: world.nodes[0].up_bytes,
+        peer_upload_bytes: peers.iter().map(|n| n.up_bytes).sum(),
+        download,
+        samples: world.samples.clone(),
+        events: world.events,
+        end_secs: world.now.as_secs_f64(),
+    }
+}

@@ -1,0 +1,364 @@
+//! Super-seeding: the supernode's [`ServePolicy`].
+//!
+//! The seed's upload is the scarcest link of a swarm that has just started:
+//! every byte it sends twice is a byte it did not send of a piece nobody
+//! has yet. Kumar and Ross's constructive schedule (DESIGN.md, "Scheduling
+//! goals") has the seed hand out distinct pieces, in proportion to each
+//! peer's upload capacity, and the peers relay them to each other. This
+//! policy does that for a pull-based protocol:
+//!
+//! - A request for a piece that has been handed out more often than some
+//!   piece the requester lacks is refused with [`Rejection::Redirect`],
+//!   whose hint names the least distributed pieces the requester lacks
+//!   (least promised to others, then rarest in the swarm, ties broken by a
+//!   seeded RNG). Hinted pieces count as promised for a while, so that
+//!   concurrent requesters receive different hints. Hence each piece goes
+//!   out once before any piece goes out twice.
+//! - Each peer may have a number of concurrent uploads from the seed
+//!   proportional to its upload weight, and among queued requests the peer
+//!   that received least relative to its weight goes first.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::PeerId;
+use super::upload::{Admission, Rejection, ServePolicy};
+use crate::Bitfield;
+use crate::time::Time;
+
+/// Parameters of [`SuperSeed`].
+#[derive(Debug, Clone)]
+pub struct SuperSeedConfig {
+    /// Pieces named in one redirect hint.
+    pub hint_len: usize,
+    /// How long a hinted piece stays reserved for its requester.
+    pub promise_ttl: Duration,
+    /// Concurrent uploads to a peer of average upload weight; a peer gets
+    /// this times its weight relative to the mean, at least one.
+    pub per_peer_active: f64,
+}
+
+impl Default for SuperSeedConfig {
+    fn default() -> Self {
+        SuperSeedConfig {
+            hint_len: 2,
+            promise_ttl: Duration::from_secs(2),
+            per_peer_active: 2.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SeedPeer {
+    has: Bitfield,
+    weight: f64,
+    /// Pieces delivered to this peer.
+    received: u64,
+}
+
+/// The seeding policy; see the module documentation.
+#[derive(Debug)]
+pub struct SuperSeed {
+    config: SuperSeedConfig,
+    /// Admitted (running, queued or delivered), per piece.
+    admitted: Vec<u32>,
+    /// Outstanding hints naming each piece.
+    promised: Vec<u32>,
+    /// Copies delivered, per piece.
+    delivered: Vec<u32>,
+    /// Connected peers holding each piece.
+    avail: Vec<u32>,
+    peers: BTreeMap<PeerId, SeedPeer>,
+    /// Outstanding promises, oldest first (the TTL is constant).
+    promises: VecDeque<(Time, PeerId, u32)>,
+    rng: SmallRng,
+    pieces: u32,
+}
+
+impl SuperSeed {
+    /// A policy for a blob of `pieces` pieces; `rng_seed` breaks ties.
+    pub fn new(config: SuperSeedConfig, pieces: u32, rng_seed: u64) -> Self {
+        let n = pieces as usize;
+        SuperSeed {
+            config,
+            admitted: vec![0; n],
+            promised: vec![0; n],
+            delivered: vec![0; n],
+            avail: vec![0; n],
+            peers: BTreeMap::new(),
+            promises: VecDeque::new(),
+            rng: SmallRng::seed_from_u64(rng_seed),
+            pieces,
+        }
+    }
+
+    /// Copies of each piece delivered so far.
+    pub fn delivered(&self) -> &[u32] {
+        &self.delivered
+    }
+
+    /// Total pieces delivered, all copies.
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    fn mean_weight(&self) -> f64 {
+        if self.peers.is_empty() {
+            return 1.0;
+        }
+        let sum: f64 = self.peers.values().map(|p| p.weight).sum();
+        (sum / self.peers.len() as f64).max(f64::MIN_POSITIVE)
+    }
+
+    fn expire_promises(&mut self, now: Time) {
+        while let Some(&(at, _, piece)) = self.promises.front() {
+            if at + self.config.promise_ttl > now {
+                break;
+            }
+            self.promises.pop_front();
+            self.promised[piece as usize] -= 1;
+        }
+    }
+
+    fn take_promise(&mut self, peer: PeerId, piece: u32) {
+        let found = self
+            .promises
+            .iter()
+            .position(|&(_, p, i)| p == peer && i == piece);
+        if let Some(i) = found {
+            self.promises.remove(i);
+            self.promised[piece as usize] -= 1;
+        }
+    }
+
+    /// Pieces `peer` lacks that went out less often than `piece`: least
+    /// admitted first, then least promised, then rarest, then random.
+    fn better_pieces(&mut self, peer: PeerId, piece: u32, held: &Bitfield) -> Vec<u32> {
+        let limit = self.admitted[piece as usize];
+        if limit == 0 {
+            return Vec::new();
+        }
+        let has = self.peers.get(&peer).map(|p| &p.has);
+        let mut better: Vec<(u32, u32, u32, u32, u32)> = Vec::new();
+        for i in held.iter_held() {
+            if i >= self.pieces || has.is_some_and(|h| h.get(i)) {
+                continue;
+            }
+            let (a, p) = (self.admitted[i as usize], self.promised[i as usize]);
+            if a < limit {
+                better.push((a, p, self.avail[i as usize], self.rng.random(), i));
+            }
+        }
+        better.sort_unstable();
+        better.truncate(self.config.hint_len.max(1));
+        better.into_iter().map(|b| b.4).collect()
+    }
+}
+
+impl ServePolicy for SuperSeed {
+    fn admit(&mut self, now: Time, peer: PeerId, piece: u32, held: &Bitfield) -> Admission {
+        if piece >= self.pieces {
+            return Admission::Reject(Rejection::NotHeld);
+        }
+        self.expire_promises(now);
+        self.take_promise(peer, piece);
+        let hint = self.better_pieces(peer, piece, held);
+        if !hint.is_empty() {
+            for &h in &hint {
+                self.promised[h as usize] += 1;
+                self.promises.push_back((now, peer, h));
+            }
+            return Admission::Reject(Rejection::Redirect { hint });
+        }
+        self.admitted[piece as usize] += 1;
+        Admission::Allow
+    }
+
+    fn on_end(&mut self, _now: Time, peer: PeerId, piece: u32, delivered: bool) {
+        let i = piece as usize;
+        if delivered {
+            self.delivered[i] += 1;
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.received += 1;
+            }
+        } else {
+            self.admitted[i] = self.admitted[i].saturating_sub(1);
+        }
+    }
+
+    fn peer_limit(&self, peer: PeerId) -> u32 {
+        let weight = self.peers.get(&peer).map_or(1.0, |p| p.weight);
+        let share = self.config.per_peer_active * weight / self.mean_weight();
+        (share.round() as u32).max(1)
+    }
+
+    fn pick_queued(&mut self, waiting: &[(PeerId, u32)]) -> usize {
+        // Least received relative to weight first; the oldest among equals.
+        let score = |peer: &PeerId| {
+            self.peers
+                .get(peer)
+                .map_or(0.0, |p| p.received as f64 / p.weight.max(f64::MIN_POSITIVE))
+        };
+        let mut best = 0;
+        for (i, (peer, _)) in waiting.iter().enumerate() {
+            if score(peer) < score(&waiting[best].0) {
+                best = i;
+            }
+        }
+        best
+    }
+
+    fn on_peer_connected(&mut self, _now: Time, peer: PeerId, pieces: &Bitfield, weight: f64) {
+        let has = if pieces.len() == self.pieces {
+            pieces.clone()
+        } else {
+            Bitfield::new(self.pieces)
+        };
+        if let Some(old) = self.peers.remove(&peer) {
+            for i in old.has.iter_held() {
+                self.avail[i as usize] -= 1;
+            }
+        }
+        for i in has.iter_held() {
+            self.avail[i as usize] += 1;
+        }
+        let weight = if weight.is_finite() && weight > 0.0 {
+            weight
+        } else {
+            1.0
+        };
+        self.peers.insert(
+            peer,
+            SeedPeer {
+                has,
+                weight,
+                received: 0,
+            },
+        );
+    }
+
+    fn on_have(&mut self, _now: Time, peer: PeerId, piece: u32) {
+        if piece >= self.pieces {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&peer)
+            && p.has.set(piece)
+        {
+            self.avail[piece as usize] += 1;
+        }
+    }
+
+    fn on_peer_disconnected(&mut self, _now: Time, peer: PeerId) {
+        if let Some(old) = self.peers.remove(&peer) {
+            for i in old.has.iter_held() {
+                self.avail[i as usize] -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::swarm::{UploadAction, UploadConfig, Uploader};
+
+    fn seeder(pieces: u32) -> Uploader<SuperSeed> {
+        let cfg = UploadConfig {
+            max_active: 64,
+            max_active_spare: 64,
+            max_queued: 64,
+            max_queue_wait: Duration::from_secs(10),
+        };
+        let policy = SuperSeed::new(SuperSeedConfig::default(), pieces, 7);
+        Uploader::new(cfg, Bitfield::full(pieces), policy)
+    }
+
+    #[test]
+    fn every_piece_once_before_any_twice() {
+        let n = 16;
+        let mut s = seeder(n);
+        let t = Time::ZERO;
+        for p in 0..4 {
+            s.handle_peer_connected(t, PeerId(p), &Bitfield::new(n), 1.0);
+        }
+        // Everybody asks for the first piece it lacks, streaming-style, and
+        // follows hints.
+        let mut has = vec![Bitfield::new(n); 4];
+        let mut served = Vec::new();
+        let mut asks: VecDeque<(PeerId, u32)> = (0..4).map(|p| (PeerId(p), 0)).collect();
+        while let Some((peer, piece)) = asks.pop_front() {
+            s.handle_request(t, peer, piece);
+            while let Some(a) = s.poll_action() {
+                match a {
+                    UploadAction::Serve { peer, piece } => {
+                        served.push(piece);
+                        s.handle_upload_done(t, peer, piece);
+                        s.handle_have(t, peer, piece);
+                        has[peer.0 as usize].set(piece);
+                        if served.len() < n as usize {
+                            let next = has[peer.0 as usize].first_missing().unwrap();
+                            asks.push_back((peer, next));
+                        }
+                    }
+                    UploadAction::Reject {
+                        peer,
+                        reason: Rejection::Redirect { hint },
+                        ..
+                    } => asks.push_back((peer, hint[0])),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        // The first n uploads are n distinct pieces; repeats only after.
+        let mut first: Vec<u32> = served[..n as usize].to_vec();
+        first.sort_unstable();
+        assert_eq!(first, (0..n).collect::<Vec<_>>(), "{served:?}");
+    }
+
+    #[test]
+    fn per_peer_limit_follows_weight() {
+        let mut s = seeder(8);
+        let t = Time::ZERO;
+        s.handle_peer_connected(t, PeerId(1), &Bitfield::new(8), 3.0);
+        s.handle_peer_connected(t, PeerId(2), &Bitfield::new(8), 1.0);
+        assert_eq!(s.policy().peer_limit(PeerId(1)), 3);
+        assert_eq!(s.policy().peer_limit(PeerId(2)), 1);
+    }
+
+    #[test]
+    fn promises_expire() {
+        let mut s = seeder(4);
+        let t = Time::ZERO;
+        s.handle_peer_connected(t, PeerId(1), &Bitfield::new(4), 1.0);
+        s.handle_peer_connected(t, PeerId(2), &Bitfield::new(4), 1.0);
+        s.handle_request(t, PeerId(1), 0);
+        assert!(matches!(s.poll_action(), Some(UploadAction::Serve { .. })));
+        s.handle_request(t, PeerId(2), 0);
+        let Some(UploadAction::Reject {
+            reason: Rejection::Redirect { hint },
+            ..
+        }) = s.poll_action()
+        else {
+            panic!("expected a redirect");
+        };
+        assert!(!hint.contains(&0));
+        // After the promise expires and every piece is out once, 0 is fine.
+        let later = Time::from_millis(10_000);
+        for i in 1..4 {
+            s.handle_request(later, PeerId(1), i);
+        }
+        s.handle_request(later, PeerId(2), 0);
+        s.handle_upload_done(later, PeerId(1), 0);
+        let mut served = 0;
+        while let Some(a) = s.poll_action() {
+            if let UploadAction::Serve { peer, piece } = a {
+                served += 1;
+                s.handle_upload_done(later, peer, piece);
+            }
+        }
+        assert_eq!(served, 4);
+    }
+}

@@ -1,0 +1,103 @@
+//! How many requests a download keeps in flight in total.
+//!
+//! Too few and the download link idles while each request waits on a
+//! shared upload link; too many and this peer holds upload slots all over
+//! the swarm with slow transfers while other peers are refused as busy
+//! (the simulator showed a handful of greedy peers starving the rest). The
+//! right number is about the download budget divided by the rate one
+//! transfer gets, which depends on everybody else, so it is found by
+//! feedback: with a known budget (the agent's `--download-rate`) the
+//! window grows by one while the measured rate stays below the budget and
+//! the window was what held requests back, and shrinks by one after the
+//! rate has been at the budget for a while. Without a budget it follows the
+//! measured rate times the target latency, plus a margin to probe.
+
+use super::download::DownloadConfig;
+use crate::time::Time;
+
+/// Rate below this fraction of the budget grows the window.
+const GROW_BELOW: f64 = 0.95;
+/// Rate at or above this fraction of the budget counts as "at budget".
+const AT_BUDGET: f64 = 0.97;
+/// Adjustments at budget in a row before the window shrinks.
+const SHRINK_AFTER: u32 = 4;
+
+/// The in-flight window of a [`Download`](super::Download).
+#[derive(Debug, Clone)]
+pub(super) struct Window {
+    size: u32,
+    /// Requests were held back by the window since the last adjustment.
+    limited: bool,
+    last_adjust: Option<Time>,
+    at_budget: u32,
+}
+
+impl Window {
+    pub fn new(config: &DownloadConfig, piece_size: u32) -> Self {
+        let mut w = Window {
+            size: 0,
+            limited: false,
+            last_adjust: None,
+            at_budget: 0,
+        };
+        w.size = w.from_rate(config, config.download_rate.unwrap_or(0.0), piece_size);
+        w
+    }
+
+    fn from_rate(&self, cfg: &DownloadConfig, rate: f64, piece_size: u32) -> u32 {
+        let pieces = rate * cfg.target_latency.as_secs_f64() / f64::from(piece_size.max(1));
+        let want = (pieces.ceil() as u32).saturating_add(cfg.extra_in_flight);
+        clamp(cfg, want)
+    }
+
+    /// Requests to keep in flight; `measured` is the recent download rate.
+    pub fn target(&self, cfg: &DownloadConfig, measured: Option<f64>, piece_size: u32) -> u32 {
+        match cfg.download_rate {
+            Some(_) => self.size,
+            None => self.from_rate(cfg, measured.unwrap_or(0.0), piece_size),
+        }
+    }
+
+    /// A request could not go out because the window was full.
+    pub fn hit(&mut self) {
+        self.limited = true;
+    }
+
+    /// Feeds the measured rate at `now`; adjusts at most once per
+    /// `window_interval`.
+    pub fn adapt(&mut self, cfg: &DownloadConfig, now: Time, started: Time, measured: Option<f64>) {
+        let Some(budget) = cfg.download_rate else {
+            return;
+        };
+        // Let the rate measurement fill its horizon once.
+        if now < started + cfg.rate_horizon / 2 {
+            return;
+        }
+        if self
+            .last_adjust
+            .is_some_and(|t| now < t + cfg.window_interval)
+        {
+            return;
+        }
+        self.last_adjust = Some(now);
+        let rate = measured.unwrap_or(0.0);
+        let limited = std::mem::take(&mut self.limited);
+        if rate < budget * GROW_BELOW {
+            self.at_budget = 0;
+            if limited {
+                self.size = clamp(cfg, self.size + 1);
+            }
+        } else if rate >= budget * AT_BUDGET {
+            self.at_budget += 1;
+            if self.at_budget >= SHRINK_AFTER {
+                self.at_budget = 0;
+                self.size = clamp(cfg, self.size.saturating_sub(1));
+            }
+        }
+    }
+}
+
+fn clamp(cfg: &DownloadConfig, n: u32) -> u32 {
+    let min = cfg.min_in_flight.max(1);
+    n.clamp(min, cfg.max_in_flight.max(min))
+}

@@ -1,0 +1,59 @@
+//! The two headers of a piece request stream.
+//!
+//! The client opens a bidirectional stream and writes one [`PieceRequest`]
+//! frame. The server writes one [`PieceResponse`] frame; after
+//! [`PieceResponse::Ok`] come exactly `len` raw bytes of the piece and the
+//! end of the stream. The client knows the piece's length and hash from the
+//! [`PieceMap`](crate::piece::PieceMap), so it refuses a wrong `len` before
+//! reading a byte of payload and checks the hash before using the piece.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::frame::Message;
+
+/// Asks the peer for one piece of one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PieceRequest {
+    /// Digest of the blob.
+    pub digest: Digest,
+    /// Index of the piece within the blob's piece map.
+    pub index: u32,
+}
+
+impl Message for PieceRequest {
+    /// 32 digest bytes and a varint of at most 5 bytes.
+    const MAX_LEN: u32 = 40;
+}
+
+/// Why a server answered without a piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The index is beyond the blob's piece count.
+    NoSuchPiece,
+    /// The server failed to read a piece it should have (disk error); the
+    /// client should try another peer.
+    Internal,
+}
+
+/// The server's answer to a [`PieceRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PieceResponse {
+    /// The piece follows: `len` raw bytes, then the end of the stream.
+    Ok {
+        /// Length of the piece in bytes; must equal the map's length.
+        len: u32,
+    },
+    /// The server does not hold this piece (or this blob) now.
+    NotHave,
+    /// The server is at its cap of concurrent uploads; ask again later or
+    /// ask another peer.
+    Busy,
+    /// The request failed for the given reason.
+    Error(ErrorCode),
+}
+
+impl Message for PieceResponse {
+    /// A variant tag and a varint of at most 5 bytes.
+    const MAX_LEN: u32 = 8;
+}

@@ -1,0 +1,100 @@
+use shoal_proto::sim::{self, Scenario};
+
+#[test]
+fn explore() {
+    let which = std::env::var("SC").unwrap_or("smoke".into());
+    let mut sc = match which.as_str() {
+        "smoke" => Scenario::smoke(),
+        "sym" => Scenario::fanout_sym(),
+        "up" => Scenario::fanout_upbound(),
+        _ => panic!(),
+    };
+    if let Ok(p) = std::env::var("PIECE") {
+        sc.piece_size = p.parse::<u32>().unwrap() * 1024;
+    }
+    if let Ok(p) = std::env::var("SLOTS") {
+        sc.upload.max_active = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("QUEUE") {
+        sc.upload.max_queued = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("STARVE") {
+        sc.download.seed_starve_in_flight = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("LAT") {
+        sc.download.target_latency = std::time::Duration::from_millis(p.parse().unwrap());
+    }
+    if let Ok(p) = std::env::var("MAXD") {
+        sc.download.max_depth = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("MIND") {
+        sc.download.min_depth = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("SSLOTS") {
+        sc.seed_upload.max_active = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("SQUEUE") {
+        sc.seed_upload.max_queued = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("EXTRA") {
+        sc.download.extra_in_flight = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("NORATE") {
+        let _ = p;
+        sc.download.download_rate = None;
+    }
+    if let Ok(p) = std::env::var("SEED") {
+        sc.rng_seed = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("LINK") {
+        sc.latency = std::time::Duration::from_millis(p.parse().unwrap());
+    }
+    let t = std::time::Instant::now();
+    let r = sim::run(&sc);
+    println!("{r}");
+    println!("wall {:?}", t.elapsed());
+}
+
+#[test]
+fn timeline() {
+    let which = std::env::var("SC").unwrap_or("smoke".into());
+    let mut sc = match which.as_str() {
+        "smoke" => Scenario::smoke(),
+        "sym" => Scenario::fanout_sym(),
+        "up" => Scenario::fanout_upbound(),
+        _ => panic!(),
+    };
+    if let Ok(p) = std::env::var("SLOTS") {
+        sc.upload.max_active = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("QUEUE") {
+        sc.upload.max_queued = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("BACKOFF") {
+        sc.download.busy_backoff = std::time::Duration::from_millis(p.parse().unwrap());
+    }
+    if let Ok(p) = std::env::var("MAXBACKOFF") {
+        sc.download.max_backoff = std::time::Duration::from_millis(p.parse().unwrap());
+    }
+    if let Ok(p) = std::env::var("WINDOW") {
+        sc.download.window = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("MAXD") {
+        sc.download.max_depth = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("PIECE") {
+        sc.piece_size = p.parse::<u32>().unwrap() * 1024;
+    }
+    let r = sim::run(&sc);
+    for s in &r.samples {
+        println!(
+            "t={:5.1} seed={:5.2} up={:6.2} down={:6.2} done={}",
+            s.t,
+            s.seed_up / sim::MIB,
+            s.peers_up / sim::MIB,
+            s.peers_down / sim::MIB,
+            s.done
+        );
+    }
+    println!("{r}");
+}
