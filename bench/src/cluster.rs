@@ -24,15 +24,16 @@ pub struct Caps {
 }
 
 impl Caps {
-    /// Adds the daemon flags for these caps (none when both are unset).
+    /// Adds the daemon flags for these caps (none when both are unset), in
+    /// bytes per second with an explicit unit (a bare number means MiB/s).
     fn apply(&self, cmd: &mut Command) {
         if let Some(rate) = self.upload {
             cmd.arg("--upload-rate")
-                .arg(rate.bytes_per_sec().to_string());
+                .arg(format!("{}B", rate.bytes_per_sec()));
         }
         if let Some(rate) = self.download {
             cmd.arg("--download-rate")
-                .arg(rate.bytes_per_sec().to_string());
+                .arg(format!("{}B", rate.bytes_per_sec()));
         }
     }
 }
@@ -50,6 +51,11 @@ pub struct ClusterConfig {
     pub seed_caps: Caps,
     /// Caps given to every agent.
     pub peer_caps: Caps,
+    /// Give every daemon a generated cluster secret, which turns on the
+    /// peer-to-peer piece path (QUIC); without it agents fetch whole blobs
+    /// from the supernode over HTTP and the tracker accepts unsigned
+    /// requests (`--insecure-no-auth`).
+    pub p2p: bool,
 }
 
 /// Byte counters read from the daemons' `/metrics`.
@@ -103,13 +109,37 @@ impl Cluster {
             })?;
         let root = dir.path();
         let bin = cfg.bin_dir.as_path();
+        let io_err = |name: &str| {
+            let name = name.to_string();
+            move |source| DaemonError::Spawn { name, source }
+        };
+        // Peer-to-peer needs a shared secret; without it the tracker must be
+        // told to accept unsigned requests.
+        let secret = if cfg.p2p {
+            Some(write_secret(root).map_err(io_err("cluster secret"))?)
+        } else {
+            None
+        };
+        let secret_args = |cmd: &mut Command| {
+            if let Some(path) = &secret {
+                cmd.arg("--cluster-secret-file").arg(path);
+            }
+        };
+        // The tracker names the supernode and the supernode the tracker:
+        // the supernode's port is picked before either starts.
+        let sn_listen = free_port().map_err(io_err("supernode port"))?;
+        let sn_url = format!("http://{sn_listen}");
         let tracker = Daemon::start(
             bin,
             "shoal-tracker",
             "tracker",
             &root.join("tracker"),
             |cmd| {
-                cmd.args(["--listen", "127.0.0.1:0"]);
+                cmd.args(["--listen", "127.0.0.1:0", "--supernode", &sn_url]);
+                secret_args(cmd);
+                if secret.is_none() {
+                    cmd.arg("--insecure-no-auth");
+                }
             },
         )
         .await?;
@@ -117,10 +147,11 @@ impl Cluster {
         let upstream = format!("{}={}", cfg.upstream.0, cfg.upstream.1);
         let sn_dir = root.join("supernode");
         let supernode = Daemon::start(bin, "shoal-supernode", "supernode", &sn_dir, |cmd| {
-            cmd.args(["--listen", "127.0.0.1:0", "--p2p-listen", "127.0.0.1:0"])
+            cmd.args(["--listen", &sn_listen, "--p2p-listen", "127.0.0.1:0"])
                 .arg("--data-dir")
                 .arg(sn_dir.join("data"))
                 .args(["--tracker", &tracker_url, "--upstream", &upstream]);
+            secret_args(cmd);
             cfg.seed_caps.apply(cmd);
         })
         .await?;
@@ -141,6 +172,7 @@ impl Cluster {
                     .arg(dir.join("data"))
                     .args(["--supernode", supernode_url, "--tracker", tracker_url])
                     .args(["--upstream", upstream]);
+                    secret_args(cmd);
                     cfg.peer_caps.apply(cmd);
                 })
                 .await
@@ -202,6 +234,25 @@ impl Cluster {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Writes a fresh random cluster secret (32 bytes from the kernel, hex)
+/// to `dir/cluster.secret`.
+fn write_secret(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let path = dir.join("cluster.secret");
+    std::fs::write(&path, hex::encode(bytes))?;
+    Ok(path)
+}
+
+/// A port on 127.0.0.1 free right now, as `127.0.0.1:PORT` (another
+/// process could take it before the daemon binds it; on a bench machine
+/// that does not happen in practice).
+fn free_port() -> std::io::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ pub mod scenario;
 pub mod stats;
 pub mod systems;
 pub mod throttle;
-pub use shoal_proto::units;
 pub mod upstream;
 pub mod wait;
+
+pub use shoal_proto::units;

@@ -9,6 +9,9 @@
 //! 3. **warm**: the same pull again through the same agent, served from its
 //!    content store.
 //!
+//! The agent runs without a cluster secret, so it fetches the blob whole
+//! from the supernode over HTTP (the pull-through path of issue 2).
+//!
 //! The upstream is Debian's `docker-registry` (the blob pushed to it first
 //! through the HTTP API) when installed, else the embedded registry.
 
@@ -170,6 +173,7 @@ pub async fn run(cfg: &MirrorConfig) -> Result<MirrorReport, MirrorError> {
         upstream: (UPSTREAM_NAME.into(), upstream.url()),
         seed_caps: Caps::default(),
         peer_caps: Caps::default(),
+        p2p: false,
     })
     .await?;
     let agent = cluster.agents[0].http_url();

@@ -6,6 +6,7 @@
 //! nodes that completed), `bound_s` (Kumar–Ross for peer-to-peer systems,
 //! the direct bound for `direct`), `ratio_to_bound` (`max_s / bound_s`),
 //! `upstream_bytes_ratio` (bytes the upstream sent / image bytes),
+//! `seed_bytes_ratio` (copies of the image the seed sent),
 //! `peer_bytes_fraction`, `cpu_s`, `cpu_per_wall` (CPU seconds per second
 //! of `max_s`) and `per_node_s` (every node's completion time, node order,
 //! `null` for a failed pull).
@@ -100,6 +101,9 @@ pub struct SystemReport {
     pub ratio_to_bound: Option<f64>,
     /// Upstream bytes sent / image bytes.
     pub upstream_bytes_ratio: f64,
+    /// Bytes the seed sent to the nodes / image bytes: copies of the image
+    /// the seed uploaded (BASELINES.md's "seed copies sent").
+    pub seed_bytes_ratio: f64,
     /// Fraction of node bytes from other peers.
     pub peer_bytes_fraction: f64,
     /// CPU seconds of the system's processes and bench threads.
@@ -141,6 +145,7 @@ impl SystemReport {
             bound_s,
             ratio_to_bound: max.map(|m| m / bound_s),
             upstream_bytes_ratio: outcome.upstream_bytes as f64 / image_bytes.max(1) as f64,
+            seed_bytes_ratio: outcome.seed_bytes as f64 / image_bytes.max(1) as f64,
             peer_bytes_fraction: outcome.peer_bytes_fraction,
             cpu_s,
             cpu_per_wall: max.filter(|m| *m > 0.0).map(|m| cpu_s / m),
@@ -201,7 +206,7 @@ pub fn render_table(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>11} {:>7} {:>9} {:>7}",
+        "{:<8} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>7} {:>11} {:>7} {:>9} {:>7}",
         "system",
         "p50 s",
         "p90 s",
@@ -209,6 +214,7 @@ pub fn render_table(report: &Report) -> String {
         "bound s",
         "max/bound",
         "upstream×",
+        "seed×",
         "peer bytes",
         "cpu s",
         "cpu/wall",
@@ -217,7 +223,7 @@ pub fn render_table(report: &Report) -> String {
     for (name, s) in ordered(report) {
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>7} {:>7} {:>8.1} {:>10} {:>10.2} {:>11.2} {:>7.1} {:>9} {:>7}",
+            "{:<8} {:>7} {:>7} {:>7} {:>8.1} {:>10} {:>10.2} {:>7.2} {:>11.2} {:>7.1} {:>9} {:>7}",
             name,
             opt(s.p50_s, 1),
             opt(s.p90_s, 1),
@@ -225,6 +231,7 @@ pub fn render_table(report: &Report) -> String {
             s.bound_s,
             opt(s.ratio_to_bound, 2),
             s.upstream_bytes_ratio,
+            s.seed_bytes_ratio,
             s.peer_bytes_fraction,
             s.cpu_s,
             opt(s.cpu_per_wall, 2),

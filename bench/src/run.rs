@@ -90,6 +90,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunOutput, RunError> {
             logs_dir: cfg.out_dir.join("logs").join(kind.name()),
             progress: Progress::new(kind.name(), cfg.peers),
             start_line: start_line.clone(),
+            p2p: cfg.p2p,
         })
         .collect();
     let display = tokio::spawn(progress::display(

@@ -136,6 +136,8 @@ pub struct Overrides {
     /// `--baseline`, repeatable; `None` = the default (`direct`), an empty
     /// list = `none`.
     pub baselines: Option<Vec<Baseline>>,
+    /// `--p2p`.
+    pub p2p: bool,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -181,6 +183,8 @@ pub struct RunConfig {
     pub bin_dir: PathBuf,
     /// Seed of the generated image.
     pub image_seed: u64,
+    /// Run Shoal's peer-to-peer path (cluster secret, daemon rate caps).
+    pub p2p: bool,
 }
 
 impl RunConfig {
@@ -226,6 +230,7 @@ impl RunConfig {
             out_dir,
             bin_dir,
             image_seed: IMAGE_SEED,
+            p2p: o.p2p,
         })
     }
 

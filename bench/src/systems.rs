@@ -81,6 +81,8 @@ pub struct SystemSpec {
     pub progress: Arc<Progress>,
     /// Systems that run together wait here until all are prepared.
     pub start_line: Option<Arc<Barrier>>,
+    /// Shoal only: run the daemons' peer-to-peer path.
+    pub p2p: bool,
 }
 
 impl SystemSpec {
@@ -111,6 +113,9 @@ pub struct SystemOutcome {
     pub nodes: Vec<NodeResult>,
     /// Body bytes the upstream sent (manifests and blobs).
     pub upstream_bytes: u64,
+    /// Body bytes the seed sent to the nodes (Shoal: what the agents got
+    /// from the supernode; direct: the upstream's bytes).
+    pub seed_bytes: u64,
     /// Fraction of the nodes' bytes that came from other peers.
     pub peer_bytes_fraction: f64,
     /// CPU time of the system's processes and of the bench threads that

@@ -12,9 +12,16 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{NamedUpstream, UpstreamEntry, load_file, merge_upstreams, parse_name_value};
 use crate::daemon::{self, LogFormat, ReadyInfo};
 use crate::fetch::Fetcher;
+use crate::http_auth::Auth;
 use crate::mirror::{self, Mirror};
+use crate::p2p::load_cluster_secret;
+use crate::pieces::{FetcherPieces, P2pOptions, bind_p2p_with_events};
 use crate::store::ContentStore;
 use crate::supernode_client::SupernodeClient;
+use crate::swarm::{Swarm, SwarmOptions, TrackerClient};
+use crate::upstream::{Upstream, UpstreamOptions};
+use shoal_proto::units::Rate;
+use shoal_proto::wire::ClusterSecret;
 
 /// Default address of the registry mirror for local container runtimes.
 pub const DEFAULT_REGISTRY_LISTEN: &str = "127.0.0.1:65001";
@@ -66,6 +73,27 @@ pub struct AgentArgs {
     /// Log format: text or json [default: text]. RUST_LOG sets the filter.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// File holding the cluster secret shared by every Shoal daemon (at
+    /// least 16 bytes). Enables peer-to-peer: blobs are fetched in verified
+    /// pieces from other agents and the supernode over QUIC, and served to
+    /// them. Without it, blobs come whole from the supernode over HTTP.
+    #[arg(long, env = "SHOAL_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Address other peers reach this agent's QUIC port at, announced to
+    /// the tracker [default: the P2P listen address].
+    #[arg(long, env = "SHOAL_AGENT_P2P_ADVERTISE", value_name = "ADDR")]
+    pub p2p_advertise: Option<SocketAddr>,
+    /// Upload cap for pieces sent to peers, per second, e.g. 8MiB or
+    /// 100Mbit [default: none].
+    #[arg(long, env = "SHOAL_AGENT_UPLOAD_RATE", value_name = "RATE")]
+    pub upload_rate: Option<Rate>,
+    /// Download cap for pieces fetched from peers, per second, e.g. 8MiB
+    /// or 100Mbit [default: none].
+    #[arg(long, env = "SHOAL_AGENT_DOWNLOAD_RATE", value_name = "RATE")]
+    pub download_rate: Option<Rate>,
+    /// Most pieces sent to peers at once [default: 16].
+    #[arg(long, env = "SHOAL_AGENT_MAX_UPLOADS", value_name = "N")]
+    pub max_uploads: Option<usize>,
     /// Write {"http": ADDR, "p2p": ADDR} to this file once listening, so
     /// scripts that bind port 0 learn the real addresses.
     #[arg(long, value_name = "FILE")]
@@ -88,6 +116,16 @@ pub struct AgentFile {
     pub tracker: Option<String>,
     /// See `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// See `--cluster-secret-file`.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// See `--p2p-advertise`.
+    pub p2p_advertise: Option<SocketAddr>,
+    /// See `--upload-rate`.
+    pub upload_rate: Option<String>,
+    /// See `--download-rate`.
+    pub download_rate: Option<String>,
+    /// See `--max-uploads`.
+    pub max_uploads: Option<usize>,
     /// `[[upstream]]` tables: name, url, ca_file, username, password(_file).
     pub upstream: Vec<UpstreamEntry>,
 }
@@ -111,12 +149,55 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     /// Ready file.
     pub ready_file: Option<PathBuf>,
+    /// Peer-to-peer settings; `None` without a cluster secret.
+    pub p2p: Option<AgentP2p>,
+}
+
+/// The agent's peer-to-peer settings.
+#[derive(Debug)]
+pub struct AgentP2p {
+    /// The cluster secret.
+    pub secret: ClusterSecret,
+    /// Announced QUIC address, if not the bound one.
+    pub advertise: Option<SocketAddr>,
+    /// Upload cap in bytes per second.
+    pub upload_rate: Option<u64>,
+    /// Download cap in bytes per second.
+    pub download_rate: Option<u64>,
+    /// Most concurrent uploads.
+    pub max_uploads: usize,
+}
+
+/// A rate from a flag or, failing that, the config file.
+fn rate(flag: Option<Rate>, file: &Option<String>, name: &str) -> anyhow::Result<Option<u64>> {
+    Ok(match (flag, file) {
+        (Some(r), _) => Some(r.bytes_per_sec()),
+        (None, Some(text)) => Some(
+            text.parse::<Rate>()
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
+                .bytes_per_sec(),
+        ),
+        (None, None) => None,
+    })
 }
 
 impl AgentArgs {
     /// Merges flags (and environment) over the config file and validates.
     pub fn into_config(self) -> anyhow::Result<AgentConfig> {
         let file: AgentFile = load_file(self.config.as_deref())?;
+        let p2p = match self
+            .cluster_secret_file
+            .or(file.cluster_secret_file.clone())
+        {
+            Some(path) => Some(AgentP2p {
+                secret: load_cluster_secret(&path)?,
+                advertise: self.p2p_advertise.or(file.p2p_advertise),
+                upload_rate: rate(self.upload_rate, &file.upload_rate, "upload_rate")?,
+                download_rate: rate(self.download_rate, &file.download_rate, "download_rate")?,
+                max_uploads: self.max_uploads.or(file.max_uploads).unwrap_or(16).max(1),
+            }),
+            None => None,
+        };
         let supernode = self.supernode.or(file.supernode).context(
             "no supernode configured: pass --supernode URL (or supernode = \"URL\" in the config file)",
         )?;
@@ -138,6 +219,7 @@ impl AgentArgs {
             upstreams: merge_upstreams(&self.upstreams, &self.upstream_cas, &file.upstream)?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             ready_file: self.ready_file,
+            p2p,
         })
     }
 }
@@ -147,27 +229,146 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
     let metrics = daemon::install_metrics();
     let store = ContentStore::open(&cfg.data_dir)
         .with_context(|| format!("cannot open data dir {}", cfg.data_dir.display()))?;
-    let mirror = Arc::new(Mirror {
-        upstreams: cfg.upstreams.iter().map(|u| u.name.clone()).collect(),
-        supernode: SupernodeClient::new(&cfg.supernode)?,
-        fetcher: Fetcher::new(store, 3),
-    });
+    let supernode = SupernodeClient::new(&cfg.supernode)?;
+    let fetcher = Fetcher::new(store, 3);
     let listener = daemon::bind(cfg.registry_listen).await?;
     let http = listener.local_addr()?;
-    // Reserve the P2P address now so the ready file tells the truth; the
-    // piece transport takes this socket over.
-    let p2p = std::net::UdpSocket::bind(cfg.p2p_listen)
-        .with_context(|| format!("cannot listen on {}", cfg.p2p_listen))?;
+    let (swarm, p2p_addr) = match &cfg.p2p {
+        Some(p2p) => {
+            let (swarm, addr) = start_swarm(&cfg, p2p, &supernode, &fetcher, &shutdown)?;
+            (Some(swarm), Some(addr))
+        }
+        None => {
+            tracing::warn!(
+                "no --cluster-secret-file: not swarming; fetching whole blobs through the supernode"
+            );
+            (None, None)
+        }
+    };
+    let mut direct = std::collections::HashMap::new();
+    if swarm.is_some() {
+        let opts = UpstreamOptions::default();
+        for u in &cfg.upstreams {
+            let client = Upstream::new(&u.name, &u.config, &opts)
+                .with_context(|| format!("upstream {:?}", u.name))?;
+            direct.insert(u.name.clone(), client);
+        }
+    }
+    let mirror = Arc::new(Mirror {
+        upstreams: cfg.upstreams.iter().map(|u| u.name.clone()).collect(),
+        supernode,
+        fetcher,
+        swarm,
+        direct,
+    });
     let ready = ReadyInfo {
         http,
-        p2p: Some(p2p.local_addr()?),
+        p2p: p2p_addr,
     };
-    tracing::info!(registry = %http, p2p = %ready.p2p.expect("set"), supernode = %cfg.supernode,
-        upstreams = ?mirror.upstreams, "shoal-agent listening");
+    tracing::info!(registry = %http, p2p = ?p2p_addr, supernode = %cfg.supernode,
+        upstreams = ?mirror.upstreams, swarm = cfg.p2p.is_some(), "shoal-agent listening");
     if let Some(path) = &cfg.ready_file {
         daemon::write_ready_file(path, &ready)?;
     }
     let app = mirror::app(mirror).merge(daemon::ops_router(metrics));
     daemon::serve(listener, app, shutdown.cancelled_owned()).await?;
     Ok(())
+}
+
+/// Binds the QUIC endpoint, runs it and the event router, and returns the
+/// swarm with the bound address.
+fn start_swarm(
+    cfg: &AgentConfig,
+    p2p: &AgentP2p,
+    supernode: &SupernodeClient,
+    fetcher: &Fetcher,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Arc<Swarm>, SocketAddr)> {
+    let opts = P2pOptions {
+        listen: cfg.p2p_listen,
+        secret: p2p.secret.clone(),
+        max_uploads: p2p.max_uploads,
+        upload_rate: p2p.upload_rate,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let provider = Arc::new(FetcherPieces::new(fetcher.clone()));
+    let endpoint = bind_p2p_with_events(&opts, provider, Some(tx))?;
+    let addr = endpoint.local_addr()?;
+    let tracker = match &cfg.tracker {
+        Some(url) => Some(TrackerClient::new(
+            url,
+            Auth::Signed(p2p.secret.http_auth()),
+        )?),
+        None => None,
+    };
+    let supernode_host = reqwest::Url::parse(&cfg.supernode)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()));
+    let swarm = Swarm::new(
+        SwarmOptions {
+            peer_id: rand::random(),
+            advertise: p2p.advertise.unwrap_or(addr),
+            supernode: supernode.clone(),
+            supernode_host,
+            tracker,
+            download_rate: p2p.download_rate,
+            max_uploads: p2p.max_uploads,
+        },
+        endpoint.clone(),
+        fetcher.clone(),
+        shutdown.clone(),
+    );
+    let stop = shutdown.clone();
+    tokio::spawn(async move { endpoint.run(stop.cancelled_owned()).await });
+    tokio::spawn(swarm.clone().run_events(rx));
+    Ok((swarm, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &[&str]) -> anyhow::Result<AgentConfig> {
+        let mut argv = vec!["shoal-agent", "--supernode", "http://127.0.0.1:1"];
+        argv.extend_from_slice(extra);
+        AgentArgs::try_parse_from(argv)?.into_config()
+    }
+
+    #[test]
+    fn p2p_is_off_without_a_secret() {
+        let cfg = config(&["--upload-rate", "8MiB"]).unwrap();
+        assert!(cfg.p2p.is_none());
+    }
+
+    #[test]
+    fn secret_enables_p2p_with_defaults_and_parsed_rates() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef0123\n").unwrap();
+        let path = secret.to_str().unwrap();
+        let p2p = config(&["--cluster-secret-file", path])
+            .unwrap()
+            .p2p
+            .unwrap();
+        assert_eq!(
+            (p2p.max_uploads, p2p.upload_rate, p2p.download_rate),
+            (16, None, None)
+        );
+        let p2p = config(&[
+            "--cluster-secret-file",
+            path,
+            "--upload-rate",
+            "8MiB",
+            "--download-rate",
+            "100Mbit",
+            "--max-uploads",
+            "4",
+        ])
+        .unwrap()
+        .p2p
+        .unwrap();
+        assert_eq!(p2p.upload_rate, Some(8 * 1024 * 1024));
+        assert_eq!(p2p.download_rate, Some(100_000_000 / 8));
+        assert_eq!(p2p.max_uploads, 4);
+    }
 }

@@ -8,6 +8,11 @@
 //! of an unverified blob, so no client can complete a body with bad content.
 //! When the source's stream breaks, the download resumes from the offset it
 //! reached, a bounded number of times.
+//!
+//! Next to that sequential path, [`Fetcher::get_pieced`] fills a blob piece
+//! by piece in any order (the swarm's path, in [`pieced`]): readers see the
+//! contiguous prefix of verified pieces, and the task is persisted under
+//! `tasks/` so that a restarted agent resumes it.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -19,11 +24,14 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, Fuse};
 use futures_util::{FutureExt, StreamExt};
-use shoal_proto::{Digest, Hasher, PieceHasher, PieceMap, piece_size_for};
+use shoal_proto::{Bitfield, Digest, Hasher, PieceHasher, PieceMap, piece_size_for};
 use tokio::sync::watch;
 
 use crate::registry::RegistryError;
 use crate::store::ContentStore;
+
+mod pieced;
+pub use pieced::PieceTask;
 
 /// Chunk size used when reading blobs back from disk.
 const READ_CHUNK: usize = 512 * 1024;
@@ -126,6 +134,10 @@ pub struct PieceProgress {
     /// Blob size and piece size, once the source told the size.
     layout: Mutex<Option<(u64, u32)>>,
     hashes: Mutex<Vec<Digest>>,
+    /// Pieces held, for downloads filled piece by piece (in any order);
+    /// `None` for sequential downloads, which hold the pieces whose hash
+    /// is known.
+    held: Mutex<Option<Bitfield>>,
     tmp: Mutex<Option<Arc<PathBuf>>>,
     grew: tokio::sync::Notify,
 }
@@ -164,7 +176,28 @@ impl PieceProgress {
 
     /// Whether piece `index` is written (and its hash known).
     pub fn has_piece(&self, index: u32) -> bool {
-        (index as usize) < self.hashes.lock().expect("lock").len()
+        let known = (index as usize) < self.hashes.lock().expect("lock").len();
+        match &*self.held.lock().expect("lock") {
+            Some(held) => known && held.get(index),
+            None => known,
+        }
+    }
+
+    /// The pieces held by a download filled piece by piece (`None` for a
+    /// sequential download).
+    pub fn held(&self) -> Option<Bitfield> {
+        self.held.lock().expect("lock").clone()
+    }
+
+    fn new(digest: Digest) -> Self {
+        PieceProgress {
+            digest,
+            layout: Mutex::default(),
+            hashes: Mutex::default(),
+            held: Mutex::default(),
+            tmp: Mutex::default(),
+            grew: tokio::sync::Notify::new(),
+        }
     }
 
     /// The file the download is being written to.
@@ -237,43 +270,56 @@ impl Fetcher {
         if let Some(h) = self.local(digest).await {
             return Ok(h);
         }
-        let joined = {
-            let mut map = self.inflight.lock().expect("inflight lock");
-            match map.get(digest) {
-                Some(entry) => Some(entry.rx.clone()),
-                // A download that finished since the check above has
-                // already left the map: the store has the blob.
-                None if self.store.blob_path(digest).is_file() => None,
-                None => {
-                    let (tx, rx) = watch::channel(State::Opening);
-                    let pieces = self.piece_maps.then(|| {
-                        Arc::new(PieceProgress {
-                            digest: *digest,
-                            layout: Mutex::default(),
-                            hashes: Mutex::default(),
-                            tmp: Mutex::default(),
-                            grew: tokio::sync::Notify::new(),
-                        })
-                    });
-                    map.insert(
-                        *digest,
-                        Inflight {
-                            rx: rx.clone(),
-                            pieces: pieces.clone(),
-                        },
-                    );
-                    let job = Download {
-                        fetcher: self.clone(),
-                        digest: *digest,
-                        source: source(),
-                        tx,
-                        pieces,
-                    };
-                    tokio::spawn(job.run());
-                    Some(rx)
-                }
+        let joined = self.join_or_start(digest, self.piece_maps, |tx, pieces| {
+            let job = Download {
+                fetcher: self.clone(),
+                digest: *digest,
+                source: source(),
+                tx,
+                pieces,
+            };
+            tokio::spawn(job.run());
+        });
+        self.wait_handle(digest, joined).await
+    }
+
+    /// Joins the running download of `digest`, or registers a new one and
+    /// calls `start` with its state sender (and piece progress, made if
+    /// `pieced`). `None` when the store already has the blob.
+    fn join_or_start(
+        &self,
+        digest: &Digest,
+        pieced: bool,
+        start: impl FnOnce(watch::Sender<State>, Option<Arc<PieceProgress>>),
+    ) -> Option<watch::Receiver<State>> {
+        let mut map = self.inflight.lock().expect("inflight lock");
+        match map.get(digest) {
+            Some(entry) => Some(entry.rx.clone()),
+            // A download that finished since the caller's check has
+            // already left the map: the store has the blob.
+            None if self.store.blob_path(digest).is_file() => None,
+            None => {
+                let (tx, rx) = watch::channel(State::Opening);
+                let pieces = pieced.then(|| Arc::new(PieceProgress::new(*digest)));
+                map.insert(
+                    *digest,
+                    Inflight {
+                        rx: rx.clone(),
+                        pieces: pieces.clone(),
+                    },
+                );
+                start(tx, pieces);
+                Some(rx)
             }
-        };
+        }
+    }
+
+    /// The handle of a joined download, once its size is known.
+    async fn wait_handle(
+        &self,
+        digest: &Digest,
+        joined: Option<watch::Receiver<State>>,
+    ) -> Result<BlobHandle, FetchError> {
         let Some(mut rx) = joined else {
             return self
                 .local(digest)

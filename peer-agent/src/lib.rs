@@ -29,4 +29,6 @@ pub mod pieces;
 pub mod registry;
 pub mod store;
 pub mod supernode_client;
+pub mod swarm;
 pub mod upstream;
+pub mod upstream_source;

@@ -9,6 +9,7 @@
 //! from the local content store, or fetched once through the supernode while
 //! being streamed to every waiting client.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,6 +25,9 @@ use crate::registry::{
     v2_base_response,
 };
 use crate::supernode_client::{SupernodeClient, SupernodeSource};
+use crate::swarm::{BlobRef, Swarm};
+use crate::upstream::Upstream;
+use crate::upstream_source::UpstreamSource;
 
 /// Everything the mirror needs to answer requests.
 pub struct Mirror {
@@ -33,6 +37,12 @@ pub struct Mirror {
     pub supernode: SupernodeClient,
     /// Local content store and single-flight downloads.
     pub fetcher: Fetcher,
+    /// The swarm, when peer-to-peer is on: blobs come in pieces from peers
+    /// and the supernode instead of whole over HTTP.
+    pub swarm: Option<Arc<Swarm>>,
+    /// Upstream clients by name, for the last-resort direct fetch (only
+    /// with the swarm on).
+    pub direct: HashMap<String, Upstream>,
 }
 
 /// The mirror's router (without `/healthz` and `/metrics`).
@@ -137,13 +147,59 @@ impl Mirror {
     ) -> Result<Response, RegistryError> {
         let (upstream, repo) = self.route(uri, raw_name)?;
         let digest = Digest::parse(&percent_decode_colon(raw_digest))?;
-        let handle = self
+        let Some(swarm) = &self.swarm else {
+            let handle = self
+                .fetcher
+                .get(&digest, || SupernodeSource {
+                    client: self.supernode.clone(),
+                    upstream,
+                    repo,
+                    digest,
+                })
+                .await?;
+            return blob_response(method, headers, handle);
+        };
+        // Fallbacks in order: the swarm (peers, then the supernode over QUIC
+        // and HTTP per piece), the whole blob from the supernode, the
+        // upstream directly. Each is tried only if the one before could not
+        // even start (no piece map, supernode unreachable).
+        let blob = BlobRef {
+            upstream: upstream.clone(),
+            repo: repo.clone(),
+            digest,
+        };
+        let swarm_err = match swarm.get(blob).await {
+            Ok(handle) => return blob_response(method, headers, handle),
+            Err(e) => e,
+        };
+        tracing::warn!(%digest, error = %swarm_err, "swarm download failed; fetching whole from the supernode");
+        let whole = self
             .fetcher
             .get(&digest, || SupernodeSource {
                 client: self.supernode.clone(),
-                upstream,
+                upstream: upstream.clone(),
+                repo: repo.clone(),
+                digest,
+            })
+            .await;
+        let err = match whole {
+            Ok(handle) => return blob_response(method, headers, handle),
+            Err(e) => e,
+        };
+        let Some(client) = self.direct.get(&upstream) else {
+            return Err(err.into());
+        };
+        tracing::warn!(%digest, error = %err, "supernode failed; fetching from the upstream directly");
+        let handle = self
+            .fetcher
+            .get(&digest, || UpstreamSource {
+                upstream: client.clone(),
                 repo,
                 digest,
+                on_bytes: |n| {
+                    metrics::counter!(crate::swarm::BYTES_RECEIVED, "source" => "upstream")
+                        .increment(n)
+                },
             })
             .await?;
         blob_response(method, headers, handle)

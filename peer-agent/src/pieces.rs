@@ -108,6 +108,16 @@ pub fn bind_p2p(
     opts: &P2pOptions,
     provider: Arc<dyn PieceProvider>,
 ) -> anyhow::Result<crate::p2p::endpoint::P2pEndpoint> {
+    bind_p2p_with_events(opts, provider, None)
+}
+
+/// [`bind_p2p`], delivering the peers' `have` updates and connection
+/// events to `events` (what an agent's swarm needs).
+pub fn bind_p2p_with_events(
+    opts: &P2pOptions,
+    provider: Arc<dyn PieceProvider>,
+    events: Option<tokio::sync::mpsc::Sender<crate::p2p::PeerEvent>>,
+) -> anyhow::Result<crate::p2p::endpoint::P2pEndpoint> {
     use anyhow::Context;
     let tls = crate::p2p::tls::ClusterTls::new(&opts.secret).context("setting up cluster TLS")?;
     let mut server = crate::p2p::server::PieceServer::new(provider, opts.max_uploads);
@@ -120,7 +130,7 @@ pub fn bind_p2p(
         crate::p2p::P2pConfig::with_listen(opts.listen),
         &tls,
         server,
-        None,
+        events,
     )
     .with_context(|| format!("cannot listen for peers on {}", opts.listen))
 }

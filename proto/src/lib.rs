@@ -15,6 +15,14 @@
 //!   type, and the incremental [`FrameDecoder`]. Frame bodies are encoded by
 //!   a private `codec` module, the only place that knows the wire encoding
 //!   (bincode 1.3).
+//! - [`wire`]: peer-to-peer messages (piece requests, `have` updates), the
+//!   cluster secret and signed HTTP requests.
+//! - [`tracker_wire`]: the JSON bodies of the tracker's API.
+//! - [`rate`]: the token bucket behind every rate cap; [`units`]: rates and
+//!   sizes as command lines spell them; [`time`]: the explicit clock.
+//! - [`swarm`]: the download scheduler, the upload and seeding policies;
+//!   [`tracker_state`]: the tracker's soft state and peer ranking;
+//!   [`sim`]: a simulated cluster driving the same code with a virtual clock.
 #![warn(missing_docs)]
 
 pub mod bitfield;

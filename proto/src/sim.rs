@@ -51,6 +51,7 @@ pub fn run(scenario: &Scenario) -> Report {
         download,
         samples: world.samples.clone(),
         events: world.events,
+        reallocations: world.reallocations,
         end_secs: world.now.as_secs_f64(),
     }
 }

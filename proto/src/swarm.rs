@@ -21,6 +21,7 @@
 mod download;
 mod peer;
 mod pick;
+mod policy;
 mod seeder;
 mod upload;
 mod window;
@@ -31,9 +32,8 @@ use serde::{Deserialize, Serialize};
 
 pub use download::{Action, Download, DownloadConfig, DownloadStats, DropReason, PeerKind};
 pub use seeder::{SuperSeed, SuperSeedConfig};
-pub use upload::{
-    Admission, Rejection, ServeAll, ServePolicy, UploadAction, UploadConfig, UploadStats, Uploader,
-};
+pub use policy::{Admission, Rejection, ServeAll, ServePolicy};
+pub use upload::{UploadAction, UploadConfig, UploadStats, Uploader};
 
 /// The seeding uploader the supernode runs.
 pub type Seeder = Uploader<SuperSeed>;

@@ -15,9 +15,7 @@ fn explore() {
     if let Ok(p) = std::env::var("SLOTS") {
         sc.upload.max_active = p.parse().unwrap();
     }
-    if let Ok(p) = std::env::var("QUEUE") {
-        sc.upload.max_queued = p.parse().unwrap();
-    }
+
     if let Ok(p) = std::env::var("STARVE") {
         sc.download.seed_starve_in_flight = p.parse().unwrap();
     }
@@ -33,9 +31,7 @@ fn explore() {
     if let Ok(p) = std::env::var("SSLOTS") {
         sc.seed_upload.max_active = p.parse().unwrap();
     }
-    if let Ok(p) = std::env::var("SQUEUE") {
-        sc.seed_upload.max_queued = p.parse().unwrap();
-    }
+
     if let Ok(p) = std::env::var("EXTRA") {
         sc.download.extra_in_flight = p.parse().unwrap();
     }
@@ -48,6 +44,19 @@ fn explore() {
     }
     if let Ok(p) = std::env::var("LINK") {
         sc.latency = std::time::Duration::from_millis(p.parse().unwrap());
+    }
+    if let Ok(p) = std::env::var("BACKOFF") {
+        sc.download.busy_backoff = std::time::Duration::from_millis(p.parse().unwrap());
+    }
+    if let Ok(p) = std::env::var("SPARE") {
+        sc.upload.max_active_spare = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("MAXWAIT") {
+        sc.download.max_waiting = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("RESERVE") {
+        sc.upload.reserve_for = std::time::Duration::from_millis(p.parse().unwrap());
+        sc.seed_upload.reserve_for = sc.upload.reserve_for;
     }
     let t = std::time::Instant::now();
     let r = sim::run(&sc);
@@ -67,9 +76,7 @@ fn timeline() {
     if let Ok(p) = std::env::var("SLOTS") {
         sc.upload.max_active = p.parse().unwrap();
     }
-    if let Ok(p) = std::env::var("QUEUE") {
-        sc.upload.max_queued = p.parse().unwrap();
-    }
+
     if let Ok(p) = std::env::var("BACKOFF") {
         sc.download.busy_backoff = std::time::Duration::from_millis(p.parse().unwrap());
     }
@@ -84,6 +91,9 @@ fn timeline() {
     }
     if let Ok(p) = std::env::var("PIECE") {
         sc.piece_size = p.parse::<u32>().unwrap() * 1024;
+    }
+    if let Ok(p) = std::env::var("EVERY") {
+        sc.sample_every = std::time::Duration::from_millis(p.parse().unwrap());
     }
     let r = sim::run(&sc);
     for s in &r.samples {

@@ -22,7 +22,7 @@ use shoal_agent::upstream::Upstream;
 use shoal_proto::{Digest, Reference, RepoName};
 use tracing::instrument;
 
-use crate::source::UpstreamSource;
+use crate::source::upstream_source;
 use crate::{Supernode, seeding};
 
 /// The API router (without `/healthz` and `/metrics`).
@@ -97,11 +97,7 @@ async fn blob(
         let digest = Digest::parse(&param(&uri, "digest")?)?;
         let handle = s
             .fetcher
-            .get(&digest, || UpstreamSource {
-                upstream: upstream.clone(),
-                repo,
-                digest,
-            })
+            .get(&digest, || upstream_source(upstream.clone(), repo, digest))
             .await?;
         blob_response(&method, &headers, handle)
     };

@@ -25,7 +25,7 @@ use shoal_proto::{Digest, RepoName};
 
 use crate::Supernode;
 use crate::api::{param, target};
-use crate::source::UpstreamSource;
+use crate::source::upstream_source;
 
 /// Longest wait of a `piecemap` call for new hashes.
 pub const LONG_POLL: Duration = Duration::from_secs(5);
@@ -46,11 +46,7 @@ impl Supernode {
         })?;
         // The handle is dropped at once: the download goes on by itself.
         self.fetcher
-            .get(&digest, || UpstreamSource {
-                upstream: up.clone(),
-                repo,
-                digest,
-            })
+            .get(&digest, || upstream_source(up.clone(), repo, digest))
             .await?;
         Ok(())
     }

@@ -77,18 +77,49 @@ impl Daemon {
         .await
     }
 
+    /// Starts `shoal-supernode` with extra flags (for instance
+    /// `--cluster-secret-file`, `--upload-rate`).
+    pub async fn supernode_with(opts: &SupernodeOptions, extra: &[String]) -> Daemon {
+        Self::start("shoal-supernode", |cmd, dir, ready| {
+            cmd.args(["--listen", "127.0.0.1:0", "--p2p-listen", "127.0.0.1:0"])
+                .arg("--data-dir")
+                .arg(dir.join("data"))
+                .arg("--ready-file")
+                .arg(ready)
+                .args(extra);
+            for (name, url) in &opts.upstreams {
+                cmd.arg("--upstream").arg(format!("{name}={url}"));
+            }
+        })
+        .await
+    }
+
     /// Starts `shoal-agent` using `supernode`, with the given upstreams
     /// (`NAME`, `URL`; the first is the default).
     pub async fn agent(supernode: &Daemon, upstreams: &[(String, String)]) -> Daemon {
+        Self::agent_with(supernode, upstreams, &[]).await
+    }
+
+    /// [`Daemon::agent`] with extra flags (for instance
+    /// `--cluster-secret-file`, `--tracker`, `--upload-rate`, or
+    /// `--data-dir` to use a directory that outlives the process).
+    pub async fn agent_with(
+        supernode: &Daemon,
+        upstreams: &[(String, String)],
+        extra: &[String],
+    ) -> Daemon {
         Self::start("shoal-agent", |cmd, dir, ready| {
+            cmd.args(extra);
+            // `extra` may name the data dir (to restart on the same one).
+            if !extra.iter().any(|a| a == "--data-dir") {
+                cmd.arg("--data-dir").arg(dir.join("data"));
+            }
             cmd.args([
                 "--registry-listen",
                 "127.0.0.1:0",
                 "--p2p-listen",
                 "127.0.0.1:0",
             ])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
             .arg("--supernode")
             .arg(supernode.http_url())
             .arg("--ready-file")
@@ -96,6 +127,19 @@ impl Daemon {
             for (name, url) in upstreams {
                 cmd.arg("--upstream").arg(format!("{name}={url}"));
             }
+        })
+        .await
+    }
+
+    /// Starts `shoal-tracker` with the cluster secret in `secret` and extra
+    /// flags.
+    pub async fn tracker_with(secret: &Path, extra: &[String]) -> Daemon {
+        Self::start("shoal-tracker", |cmd, _dir, ready| {
+            cmd.args(["--listen", "127.0.0.1:0", "--cluster-secret-file"])
+                .arg(secret)
+                .arg("--ready-file")
+                .arg(ready)
+                .args(extra);
         })
         .await
     }

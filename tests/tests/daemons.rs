@@ -31,7 +31,8 @@ async fn supernode_and_agent_start_and_serve_health_and_metrics() {
     let agent = Daemon::agent(&supernode, &upstreams(&registry)).await;
     for daemon in [&supernode, &agent] {
         assert_loopback(daemon.http_addr());
-        assert_loopback(daemon.p2p_addr().expect("p2p address in ready file"));
+        // Without a cluster secret there is no piece transport to report.
+        assert_eq!(daemon.p2p_addr(), None);
         daemon.metrics().await;
     }
 }

@@ -21,6 +21,7 @@ fn outcome(kind: SystemKind, times: &[f64], failed: usize) -> SystemOutcome {
         kind,
         nodes,
         upstream_bytes: 250,
+        seed_bytes: 300,
         peer_bytes_fraction: 0.5,
         cpu: Duration::from_secs(4),
         notes: vec![],
@@ -70,6 +71,7 @@ fn system_figures() {
     );
     assert_eq!(shoal.ratio_to_bound, Some(1.25));
     assert_eq!(shoal.upstream_bytes_ratio, 2.5);
+    assert_eq!(shoal.seed_bytes_ratio, 3.0);
     assert_eq!(shoal.cpu_per_wall, Some(0.4));
     assert_eq!((shoal.verified_pulls, shoal.failed_pulls), (10, 0));
     let direct = &r.systems["direct"];

@@ -26,6 +26,7 @@ pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
         kind: SystemKind::Direct,
         nodes,
         upstream_bytes: upstream.counters().bytes_sent(),
+        seed_bytes: upstream.counters().bytes_sent(),
         peer_bytes_fraction: 0.0,
         cpu: Duration::ZERO,
         notes: Vec::new(),

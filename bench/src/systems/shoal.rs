@@ -9,16 +9,15 @@ use crate::cluster::{Caps, Cluster, ClusterConfig};
 use crate::throttle::Throttle;
 use crate::upstream::{Upstream, UpstreamConfig};
 
-/// Whether the daemons take `--upload-rate` / `--download-rate` yet. Until
-/// they do (the swarming issue), the seed and peer caps are not passed and
-/// the report says so; the peer download cap is enforced by the pull
-/// clients either way.
-pub const DAEMONS_TAKE_RATE_FLAGS: bool = false;
+/// The report's note without `--p2p`: the daemons enforce no caps.
+pub const UNCAPPED_NOTE: &str = "shoal: without --p2p the agents fetch whole blobs from the \
+     supernode over HTTP: N agents pulling through one supernode, no P2P, no daemon rate caps \
+     (the seed cap is not enforced); only the per-node download cap (client-side) applies";
 
-/// The report's note while the daemons enforce no caps.
-pub const UNCAPPED_NOTE: &str = "shoal: agents have no rate caps and no P2P yet, so this is \
-     N agents pulling through one supernode whose seed cap is not enforced; only the \
-     per-node download cap (client-side) applies";
+/// The report's note with `--p2p`.
+pub const P2P_NOTE: &str = "shoal: --p2p (experimental): daemons share a generated cluster \
+     secret and swarm pieces over QUIC; seed and peer caps are passed to them as \
+     --upload-rate/--download-rate, and the per-node download cap is also enforced client-side";
 
 /// Measures Shoal.
 pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
@@ -38,14 +37,16 @@ pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
         );
     }
     drop(cluster);
-    let mut notes = Vec::new();
-    if !DAEMONS_TAKE_RATE_FLAGS {
-        notes.push(UNCAPPED_NOTE.to_string());
-    }
+    let notes = vec![if spec.p2p { P2P_NOTE } else { UNCAPPED_NOTE }.to_string()];
     Ok(SystemOutcome {
         kind: SystemKind::Shoal,
         nodes,
         upstream_bytes: upstream.counters().bytes_sent(),
+        seed_bytes: metrics
+            .agent_bytes_by_source
+            .get("supernode")
+            .copied()
+            .unwrap_or(0.0) as u64,
         peer_bytes_fraction: metrics.peer_bytes_fraction(),
         cpu,
         notes,
@@ -61,7 +62,8 @@ async fn prepare(spec: &SystemSpec) -> Result<(Upstream, Cluster), SystemError> 
     })
     .await
     .map_err(SystemError::Upstream)?;
-    let (seed_caps, peer_caps) = if DAEMONS_TAKE_RATE_FLAGS {
+    // The daemons enforce caps on their peer-to-peer path only.
+    let (seed_caps, peer_caps) = if spec.p2p {
         (
             Caps {
                 upload: Some(spec.seed_up),
@@ -81,6 +83,7 @@ async fn prepare(spec: &SystemSpec) -> Result<(Upstream, Cluster), SystemError> 
         upstream: (UPSTREAM_NAME.into(), upstream.url()),
         seed_caps,
         peer_caps,
+        p2p: spec.p2p,
     })
     .await?;
     Ok((upstream, cluster))

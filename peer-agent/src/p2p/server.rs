@@ -23,8 +23,8 @@ use super::limit::RateLimiter;
 use super::metrics::BYTES_SENT;
 use super::stream::{FrameReader, PROTOCOL_ERROR, ReadFrameError, TIMEOUT};
 
-/// Bytes written per rate-limiter reservation.
-const PACING_SLICE: usize = 64 * 1024;
+/// Bytes of a piece written (and reserved from the rate limiter) at once.
+const SLICE: usize = 128 * 1024;
 
 /// Where the server finds pieces: the agent's task store, the supernode's
 /// content store. Implementations only report and return pieces that were
@@ -159,29 +159,28 @@ impl PieceServer {
         }
     }
 
-    /// Writes `Ok { len }` and the piece, paced by the limiter.
+    /// Writes `Ok { len }` and the piece, paced by the limiter. The piece
+    /// goes out in slices (views of the same buffer, no copy), each of
+    /// which must be accepted within the timeout: a slow but moving peer
+    /// is served, a stalled one is dropped.
     async fn send_piece(
         &self,
         send: &mut SendStream,
-        bytes: Bytes,
+        mut bytes: Bytes,
         timeout: Duration,
     ) -> Result<(), UploadError> {
         let resp = PieceResponse::Ok {
             len: bytes.len() as u32,
         };
         write_header(send, &resp, timeout).await?;
-        match &self.limiter {
-            None => write_chunk(send, bytes, timeout).await,
-            Some(limiter) => {
-                let mut rest = bytes;
-                while !rest.is_empty() {
-                    let slice = rest.split_to(rest.len().min(PACING_SLICE));
-                    limiter.acquire(slice.len() as u64).await;
-                    write_chunk(send, slice, timeout).await?;
-                }
-                Ok(())
+        while !bytes.is_empty() {
+            let slice = bytes.split_to(bytes.len().min(SLICE));
+            if let Some(limiter) = &self.limiter {
+                limiter.acquire(slice.len() as u64).await;
             }
+            write_chunk(send, slice, timeout).await?;
         }
+        Ok(())
     }
 }
 

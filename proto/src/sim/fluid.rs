@@ -25,7 +25,16 @@ pub(super) struct Transfer {
 
 /// A share of a link's capacity, ordered for the min-heap.
 #[derive(Debug, PartialEq)]
-struct Share(f64, usize, u32);
+struct Share(f64, usize);
+
+/// Buffers of [`Fluid::reallocate`], kept to avoid allocating per call.
+#[derive(Debug, Default)]
+struct Scratch {
+    left: Vec<f64>,
+    count: Vec<u32>,
+    fixed: Vec<bool>,
+    heap: BinaryHeap<Share>,
+}
 
 impl Eq for Share {}
 
@@ -55,6 +64,7 @@ pub(super) struct Fluid {
     settled_at: f64,
     /// Rates need recomputing.
     pub dirty: bool,
+    scratch: Scratch,
 }
 
 impl Fluid {
@@ -68,6 +78,7 @@ impl Fluid {
             links: vec![Vec::new(); 2 * n],
             settled_at: 0.0,
             dirty: false,
+            scratch: Scratch::default(),
         }
     }
 
@@ -157,6 +168,17 @@ impl Fluid {
         (up, down)
     }
 
+    /// Whether `node`'s running uploads leave part of its upload capacity
+    /// unused (as of the last reallocation).
+    pub fn has_spare_upload(&self, node: usize) -> bool {
+        let used: f64 = self.links[node]
+            .iter()
+            .filter_map(|&id| self.slots[id].as_ref())
+            .map(|t| t.rate)
+            .sum();
+        used < self.up[node] * 0.98
+    }
+
     /// Brings every `remaining` up to `now`.
     fn settle(&mut self, now: f64) {
         let dt = now - self.settled_at;
@@ -174,39 +196,42 @@ impl Fluid {
         self.settle(now);
         self.dirty = false;
         let n = self.n();
-        let mut left: Vec<f64> = self.up.iter().chain(&self.down).copied().collect();
-        let mut count: Vec<u32> = self.links.iter().map(|l| l.len() as u32).collect();
-        let mut version = vec![0u32; 2 * n];
-        let mut fixed = vec![false; self.slots.len()];
-        let mut heap = BinaryHeap::new();
-        for (c, &k) in count.iter().enumerate() {
+        let s = &mut self.scratch;
+        s.left.clear();
+        s.left.extend(self.up.iter().chain(&self.down));
+        s.count.clear();
+        s.count.extend(self.links.iter().map(|l| l.len() as u32));
+        s.fixed.clear();
+        s.fixed.resize(self.slots.len(), false);
+        s.heap.clear();
+        for (c, &k) in s.count.iter().enumerate() {
             if k > 0 {
-                heap.push(Share(left[c] / f64::from(k), c, 0));
+                s.heap.push(Share(s.left[c] / f64::from(k), c));
             }
         }
-        while let Some(Share(share, c, v)) = heap.pop() {
-            if v != version[c] || count[c] == 0 {
+        // A link's share only grows as transfers through it are fixed by
+        // other links, so a popped entry is at most its link's true share:
+        // a stale one is pushed back with the true value.
+        while let Some(Share(share, c)) = s.heap.pop() {
+            if s.count[c] == 0 {
                 continue;
             }
-            count[c] = 0;
+            let current = s.left[c] / f64::from(s.count[c]);
+            if current > share {
+                s.heap.push(Share(current, c));
+                continue;
+            }
+            s.count[c] = 0;
             for &id in &self.links[c] {
-                if fixed[id] {
+                if s.fixed[id] {
                     continue;
                 }
-                fixed[id] = true;
+                s.fixed[id] = true;
                 let t = self.slots[id].as_mut().expect("linked transfers exist");
                 t.rate = share.max(0.0);
                 let other = if c < n { n + t.to } else { t.from };
-                left[other] = (left[other] - share).max(0.0);
-                count[other] -= 1;
-                version[other] += 1;
-                if count[other] > 0 {
-                    heap.push(Share(
-                        left[other] / f64::from(count[other]),
-                        other,
-                        version[other],
-                    ));
-                }
+                s.left[other] = (s.left[other] - share).max(0.0);
+                s.count[other] -= 1;
             }
         }
         self.slots

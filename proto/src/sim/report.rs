@@ -46,6 +46,8 @@ pub struct Report {
     pub samples: Vec<Sample>,
     /// Events processed.
     pub events: u64,
+    /// Times the fluid rates were recomputed.
+    pub reallocations: u64,
     /// Virtual time at the end, in seconds.
     pub end_secs: f64,
 }
@@ -109,7 +111,7 @@ impl fmt::Display for Report {
         let s = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
         write!(
             f,
-            "{} N={} piece={}KiB bound={:.2}s p50={} p90={} max={} ratio={} seed_copies={:.3} first_byte_p50={} done={}/{} dup={} busy={} redirects={} timeouts={} events={}",
+            "{} N={} piece={}KiB bound={:.2}s p50={} p90={} max={} ratio={} seed_copies={:.3} first_byte_p50={} done={}/{} dup={} busy={} redirects={} timeouts={} events={} reallocations={}",
             self.scenario,
             self.peers,
             self.piece_size / 1024,
@@ -127,6 +129,7 @@ impl fmt::Display for Report {
             self.download.redirects,
             self.download.timeouts,
             self.events,
+            self.reallocations,
         )
     }
 }

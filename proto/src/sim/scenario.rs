@@ -59,6 +59,8 @@ pub struct Scenario {
     pub leaves: Vec<(usize, Duration, Leave)>,
     /// Give up when the virtual clock passes this.
     pub time_limit: Duration,
+    /// How often link usage is sampled into [`Report::samples`](super::Report::samples).
+    pub sample_every: Duration,
 }
 
 impl Scenario {
@@ -85,7 +87,7 @@ impl Scenario {
             upload: UploadConfig::default(),
             seed_upload: UploadConfig {
                 max_active: 16,
-                max_queued: 16,
+                max_active_spare: 32,
                 ..UploadConfig::default()
             },
             super_seed: SuperSeedConfig::default(),
@@ -94,6 +96,7 @@ impl Scenario {
             bad_peers: Vec::new(),
             leaves: Vec::new(),
             time_limit: Duration::from_secs(3600),
+            sample_every: Duration::from_secs(1),
         }
     }
 

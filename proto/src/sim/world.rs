@@ -55,6 +55,11 @@ pub(super) enum Ev {
         piece: u32,
         corrupt: bool,
     },
+    /// `to` learns that uploader `from` has a slot for it.
+    Available {
+        to: usize,
+        from: usize,
+    },
     Have {
         from: usize,
         piece: u32,
@@ -131,6 +136,7 @@ pub(super) struct World<'a> {
     /// Peers still expected to finish.
     pub pending: usize,
     pub events: u64,
+    pub reallocations: u64,
     pub samples: Vec<Sample>,
 }
 
@@ -178,6 +184,7 @@ impl<'a> World<'a> {
             blob: Digest::of(b"simulated blob"),
             pending: sc.peers - sc.bad_peers.iter().filter(|&&b| b < sc.peers).count(),
             events: 0,
+            reallocations: 0,
             samples: Vec::new(),
         };
         world.at(Time::ZERO, Ev::Sample);
@@ -220,6 +227,7 @@ impl<'a> World<'a> {
             let next = self.queue.peek().map(|s| s.at);
             if self.fluid.dirty && next.is_none_or(|t| t > self.now) {
                 self.fluid_gen += 1;
+                self.reallocations += 1;
                 if let Some(t) = self.fluid.reallocate(self.now.as_secs_f64()) {
                     self.at(Time::from_secs_f64(t), Ev::FluidTick(self.fluid_gen));
                 }
@@ -254,9 +262,10 @@ impl<'a> World<'a> {
             Ev::Connect { from, to } => self.connect(from, to),
             Ev::Request { from, to, piece } => {
                 if self.nodes[to].alive && self.nodes[to].conns.contains(&from) {
-                    self.nodes[to]
-                        .uploader
-                        .handle_request(self.now, PeerId(from as u64), piece);
+                    let spare = self.fluid.has_spare_upload(to);
+                    let up = &mut self.nodes[to].uploader;
+                    up.handle_link_spare(self.now, spare);
+                    up.handle_request(self.now, PeerId(from as u64), piece);
                     self.pump(to);
                 }
             }
@@ -306,6 +315,14 @@ impl<'a> World<'a> {
                     .uploader
                     .handle_cancel(self.now, PeerId(from as u64), piece);
                 self.pump(to);
+            }
+            Ev::Available { to, from } => {
+                if self.nodes[to].conns.contains(&from)
+                    && let Some(d) = self.nodes[to].download.as_mut()
+                {
+                    d.handle_peer_available(self.now, PeerId(from as u64));
+                    self.pump(to);
+                }
             }
             Ev::Closed { node, peer } => self.closed(node, peer),
             Ev::Leave(i, how) => self.leave(i, how),
@@ -365,7 +382,7 @@ impl<'a> World<'a> {
                     peers_down,
                     done,
                 });
-                self.at(self.now + Duration::from_secs(1), Ev::Sample);
+                self.at(self.now + self.sc.sample_every, Ev::Sample);
             }
             Ev::FluidTick(generation) => {
                 if generation == self.fluid_gen {

@@ -19,6 +19,7 @@
 //! - **Safety**: a bad piece bans its sender; requests time out; a peer
 //!   that keeps timing out is dropped.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 
 use super::peer::PeerState;
-use super::upload::Rejection;
+use super::policy::Rejection;
 use super::window::Window;
 use super::{Layout, PeerId};
 use crate::Bitfield;
@@ -68,7 +69,8 @@ pub struct DownloadConfig {
     pub timeout_factor: f64,
     /// Consecutive timeouts after which a peer is dropped.
     pub max_timeouts: u32,
-    /// First back-off after a busy refusal; doubles per refusal in a row.
+    /// How long a peer that refused as busy is left alone, unless it calls
+    /// back with `Available` first; doubles per refusal in a row.
     pub busy_backoff: Duration,
     /// Longest back-off.
     pub max_backoff: Duration,
@@ -82,6 +84,10 @@ pub struct DownloadConfig {
     pub seed_starve_rate: f64,
     /// Most requests for one piece in the end-game.
     pub endgame_copies: u32,
+    /// While this many peers that refused us as busy have not called back
+    /// yet, no other peers are tried (only the ones that call back or just
+    /// delivered): in a busy swarm, probing finds a free slot rarely.
+    pub max_waiting: u32,
 }
 
 impl Default for DownloadConfig {
@@ -100,12 +106,13 @@ impl Default for DownloadConfig {
             request_timeout: Duration::from_secs(5),
             timeout_factor: 4.0,
             max_timeouts: 3,
-            busy_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(1),
+            busy_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(2),
             refusal_memory: Duration::from_secs(2),
             seed_starve_in_flight: 2,
             seed_starve_rate: 0.9,
             endgame_copies: 2,
+            max_waiting: 4,
         }
     }
 }
@@ -214,6 +221,27 @@ pub(super) struct PieceInfo {
     pub in_flight: u32,
 }
 
+/// The cached answer of [`Download::poll_timeout`]: `None` when it must be
+/// recomputed.
+type TimeoutCache = Cell<Option<Option<Time>>>;
+
+/// A deadline or back-off end `t` was added: the cached next timeout can
+/// only move earlier.
+pub(super) fn timeout_added(cache: &TimeoutCache, t: Time) {
+    if let Some(cur) = cache.get() {
+        cache.set(Some(Some(cur.map_or(t, |c| c.min(t)))));
+    }
+}
+
+/// A deadline `t` went away: if it was the earliest, recompute.
+fn timeout_removed(cache: &TimeoutCache, t: Time) {
+    if let Some(Some(cur)) = cache.get()
+        && t <= cur
+    {
+        cache.set(None);
+    }
+}
+
 /// Most banned peers remembered; older bans are forgotten first.
 const MAX_BANNED: usize = 4096;
 
@@ -244,16 +272,28 @@ pub struct Download {
     pub(super) fill_all: bool,
     /// Only these peers have news.
     pub(super) fill_some: BTreeSet<PeerId>,
-    /// Bumped whenever a piece becomes requestable again.
-    pub(super) epoch: u64,
+    /// Missing pieces no connected non-seed peer holds.
+    pub(super) unavailable: u32,
+    /// Whether the last fill found the download starving.
+    pub(super) was_starving: bool,
     /// Missing pieces with no request in flight.
     pub(super) unrequested: u32,
     pub(super) in_flight: u32,
     /// Recent deliveries (time, bytes), for the download rate.
     recent: VecDeque<(Time, u64)>,
+    /// Sum of the bytes in `recent`.
+    recent_bytes: u64,
     /// When the first request went out.
     pub(super) started: Option<Time>,
     pub(super) window: Window,
+    /// [`Download::poll_timeout`]'s answer, until the next input.
+    pub(super) next_timeout: TimeoutCache,
+    /// Connected seeds.
+    pub(super) seeds: Vec<PeerId>,
+    /// The peer that just delivered: asked first at the next fill.
+    pub(super) prefer: Option<PeerId>,
+    /// Peers that refused us as busy and will call back.
+    pub(super) waiting_on: u32,
     pub(super) stats: DownloadStats,
     complete_sent: bool,
 }
@@ -288,12 +328,18 @@ impl Download {
             now: Time::ZERO,
             fill_all: true,
             fill_some: BTreeSet::new(),
-            epoch: 0,
+            unavailable: unrequested,
+            was_starving: false,
             unrequested,
             in_flight: 0,
             recent: VecDeque::new(),
+            recent_bytes: 0,
             started: None,
             window,
+            next_timeout: Cell::new(None),
+            seeds: Vec::new(),
+            prefer: None,
+            waiting_on: 0,
             stats: DownloadStats::default(),
             complete_sent: false,
         }
@@ -338,14 +384,18 @@ impl Download {
         if span <= 0.0 {
             return None;
         }
-        let bytes: u64 = self.recent.iter().map(|r| r.1).sum();
+        let bytes = self.recent_bytes;
         Some(bytes as f64 / span)
     }
 
     /// Requests to keep in flight in total; see [`Window`].
     pub(super) fn in_flight_target(&self) -> u32 {
-        self.window
-            .target(&self.config, self.download_rate(), self.layout.piece_size)
+        match self.config.download_rate {
+            Some(_) => self.window.size(),
+            None => self
+                .window
+                .target(&self.config, self.download_rate(), self.layout.piece_size),
+        }
     }
 
     /// Whether `peer` was banned (and not yet forgotten).
@@ -380,8 +430,11 @@ impl Download {
         self.forget_peer(peer);
         if kind == PeerKind::Peer {
             for i in has.iter_held() {
-                self.pieces[i as usize].avail += 1;
+                self.avail_inc(i);
             }
+        }
+        if kind == PeerKind::Seed {
+            self.seeds.push(peer);
         }
         self.peers.insert(peer, PeerState::new(kind, has));
         // Availability changed for everybody's rarest-first order.
@@ -401,12 +454,13 @@ impl Download {
             return;
         };
         if p.has.set(piece) {
-            if p.kind == PeerKind::Peer {
-                self.pieces[piece as usize].avail += 1;
-            }
+            let kind = p.kind;
             if !self.have.get(piece) {
-                p.stalled_epoch = None;
+                p.note_fresh(piece);
                 self.fill_some.insert(peer);
+            }
+            if kind == PeerKind::Peer {
+                self.avail_inc(piece);
             }
         }
     }
@@ -423,10 +477,8 @@ impl Download {
     pub fn handle_read_position(&mut self, now: Time, piece: u32) {
         self.tick(now);
         let piece = piece.min(self.layout.piece_count());
-        if piece != self.read_pos {
-            self.read_pos = piece;
-            self.fill_all = true;
-        }
+        // The order changes; the candidates do not, so no refill is due.
+        self.read_pos = piece;
     }
 
     /// `peer` delivered `piece` and it matched its hash; the driver has
@@ -439,20 +491,25 @@ impl Download {
         let bytes = self.layout.piece_len(piece);
         let was_unrequested = !self.have.get(piece) && self.pieces[piece as usize].in_flight == 0;
         if let Some(p) = self.peers.get_mut(&peer) {
-            if p.take_request(piece).is_some() {
+            if let Some(r) = p.take_request(piece) {
                 self.pieces[piece as usize].in_flight -= 1;
                 self.in_flight -= 1;
+                timeout_removed(&self.next_timeout, r.deadline);
             }
             p.delivered(&self.config, self.now, bytes);
             self.fill_some.insert(peer);
+            // Its upload slot just freed up: nobody else knows yet.
+            self.prefer = Some(peer);
         }
         self.recent.push_back((self.now, bytes));
-        while self
-            .recent
-            .front()
-            .is_some_and(|r| r.0 + self.config.rate_horizon < self.now)
-        {
+        self.recent_bytes += bytes;
+        let horizon = self.config.rate_horizon;
+        while let Some(&(t, b)) = self.recent.front() {
+            if t + horizon >= self.now {
+                break;
+            }
             self.recent.pop_front();
+            self.recent_bytes -= b;
         }
         if let Some(started) = self.started {
             let rate = self.download_rate();
@@ -465,6 +522,9 @@ impl Download {
         self.stats.pieces += 1;
         if was_unrequested {
             self.unrequested -= 1;
+        }
+        if self.pieces[piece as usize].avail == 0 {
+            self.unavailable -= 1;
         }
         // Cancel the other copies (end-game) of this piece.
         let others: Vec<PeerId> = self
@@ -515,14 +575,19 @@ impl Download {
                 self.stats.busy += 1;
                 let backoff = cfg.busy_backoff.saturating_mul(1 << p.busy_streak.min(16));
                 p.backoff_until = now + backoff.min(cfg.max_backoff);
+                timeout_added(&self.next_timeout, p.backoff_until);
                 p.busy_streak += 1;
+                if !p.waiting {
+                    p.waiting = true;
+                    self.waiting_on += 1;
+                }
             }
             Rejection::NotHeld => {
                 self.stats.failed += 1;
                 if p.has.get(piece) {
                     p.has.clear(piece);
                     if p.kind == PeerKind::Peer {
-                        self.pieces[piece as usize].avail -= 1;
+                        self.avail_dec(piece);
                     }
                 }
             }
@@ -531,10 +596,29 @@ impl Download {
                 p.refuse(piece, now, now + cfg.refusal_memory);
                 let n = self.layout.piece_count();
                 p.hint = hint.into_iter().filter(|&h| h < n).take(16).collect();
-                p.stalled_epoch = None;
+                p.rescan();
             }
         }
-        self.fill_all = true;
+        if let Some(p) = self.peers.get(&peer) {
+            timeout_added(&self.next_timeout, p.backoff_until);
+        }
+        self.fill_some.insert(peer);
+    }
+
+    /// `peer`, which refused us as busy, has a slot reserved for us now.
+    pub fn handle_peer_available(&mut self, now: Time, peer: PeerId) {
+        self.tick(now);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.backoff_until = Time::ZERO;
+            p.busy_streak = 0;
+            if p.waiting {
+                p.waiting = false;
+                self.waiting_on -= 1;
+            }
+            self.next_timeout.set(None);
+            self.fill_some.insert(peer);
+            self.prefer = Some(peer);
+        }
     }
 
     /// The request for `piece` to `peer` failed without an answer (stream
@@ -547,12 +631,14 @@ impl Download {
         self.stats.failed += 1;
         if let Some(p) = self.peers.get_mut(&peer) {
             p.backoff_until = self.now + self.config.busy_backoff;
+            timeout_added(&self.next_timeout, p.backoff_until);
         }
     }
 
     /// Gives up requests past their deadline and ends back-offs.
     pub fn handle_timeout(&mut self, now: Time) {
         self.tick(now);
+        self.next_timeout.set(None);
         let now = self.now;
         let mut expired = Vec::new();
         for (&id, p) in &self.peers {
@@ -581,6 +667,10 @@ impl Download {
         for p in self.peers.values_mut() {
             if p.backoff_until <= now {
                 p.backoff_until = Time::ZERO;
+                if p.waiting {
+                    p.waiting = false;
+                    self.waiting_on -= 1;
+                }
             }
         }
     }
@@ -596,13 +686,19 @@ impl Download {
 
     /// When [`Download::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.peers
+        if let Some(cached) = self.next_timeout.get() {
+            return cached;
+        }
+        let next = self
+            .peers
             .values()
             .flat_map(|p| {
                 let backoff = (p.backoff_until != Time::ZERO).then_some(p.backoff_until);
                 p.requests.iter().map(|r| r.deadline).chain(backoff)
             })
-            .min()
+            .min();
+        self.next_timeout.set(Some(next));
+        next
     }
 
     /// Forgets a request; false if there was none.
@@ -610,9 +706,10 @@ impl Download {
         let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
-        if p.take_request(piece).is_none() {
+        let Some(r) = p.take_request(piece) else {
             return false;
-        }
+        };
+        timeout_removed(&self.next_timeout, r.deadline);
         self.release(piece);
         true
     }
@@ -624,9 +721,31 @@ impl Download {
         self.in_flight -= 1;
         if info.in_flight == 0 && !self.have.get(piece) {
             self.unrequested += 1;
-            self.epoch += 1;
+            for (&id, p) in self.peers.iter_mut() {
+                if p.has.get(piece) {
+                    p.note_fresh(piece);
+                    self.fill_some.insert(id);
+                }
+            }
         }
-        self.fill_all = true;
+    }
+
+    /// One more connected non-seed peer holds `piece`.
+    fn avail_inc(&mut self, piece: u32) {
+        let info = &mut self.pieces[piece as usize];
+        info.avail += 1;
+        if info.avail == 1 && !self.have.get(piece) {
+            self.unavailable -= 1;
+        }
+    }
+
+    /// One fewer connected non-seed peer holds `piece`.
+    fn avail_dec(&mut self, piece: u32) {
+        let info = &mut self.pieces[piece as usize];
+        info.avail -= 1;
+        if info.avail == 0 && !self.have.get(piece) {
+            self.unavailable += 1;
+        }
     }
 
     fn cancel(&mut self, peer: PeerId, piece: u32) {
@@ -640,16 +759,20 @@ impl Download {
         let Some(p) = self.peers.remove(&peer) else {
             return;
         };
+        self.seeds.retain(|&s| s != peer);
+        if p.waiting {
+            self.waiting_on -= 1;
+        }
         if p.kind == PeerKind::Peer {
             for i in p.has.iter_held() {
-                self.pieces[i as usize].avail -= 1;
+                self.avail_dec(i);
             }
         }
         for r in p.requests {
             self.release(r.piece);
         }
         self.fill_some.remove(&peer);
-        self.fill_all = true;
+        self.next_timeout.set(None);
     }
 
     fn drop_peer(&mut self, peer: PeerId, reason: DropReason) {

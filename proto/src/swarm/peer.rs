@@ -34,13 +34,18 @@ pub(super) struct PeerState {
     /// No requests before this (after a busy refusal or a failure).
     pub backoff_until: Time,
     pub busy_streak: u32,
+    /// It refused us as busy and we wait for its `Available` call.
+    pub waiting: bool,
     pub timeouts_in_row: u32,
     /// Pieces this peer refused (not held, redirected), until when.
     pub refused: Vec<(u32, Time)>,
     /// Pieces a seed asked us to take from it.
     pub hint: Vec<u32>,
-    /// Set when a pick for this peer found nothing; cleared by news.
-    pub stalled_epoch: Option<u64>,
+    /// A full scan found nothing to request from this peer; since then
+    /// only the pieces in `fresh` can be new candidates.
+    pub scanned: bool,
+    /// Pieces that became requestable from this peer since the scan.
+    pub fresh: Vec<u32>,
     pub received_bytes: u64,
 }
 
@@ -55,10 +60,12 @@ impl PeerState {
             busy_bytes: 0,
             backoff_until: Time::ZERO,
             busy_streak: 0,
+            waiting: false,
             timeouts_in_row: 0,
             refused: Vec::new(),
             hint: Vec::new(),
-            stalled_epoch: None,
+            scanned: false,
+            fresh: Vec::new(),
             received_bytes: 0,
         }
     }
@@ -133,6 +140,25 @@ impl PeerState {
             self.busy_since = now;
             self.busy_bytes = 0;
         }
+    }
+
+    /// `piece` may have become requestable from this peer.
+    pub fn note_fresh(&mut self, piece: u32) {
+        if !self.scanned {
+            return;
+        }
+        if self.fresh.len() < 64 {
+            self.fresh.push(piece);
+        } else {
+            self.scanned = false;
+            self.fresh.clear();
+        }
+    }
+
+    /// Forgets the scan: the next pick looks at every piece.
+    pub fn rescan(&mut self) {
+        self.scanned = false;
+        self.fresh.clear();
     }
 
     /// Whether `piece` was refused by this peer recently.

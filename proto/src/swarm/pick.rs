@@ -3,8 +3,9 @@
 //! Kept apart from the event handlers in `download.rs` because this is the
 //! part to tune: the order of the rules below is the scheduling policy.
 //!
-//! For each peer with room in its pipeline (not backing off), in order of
-//! measured throughput, fastest first, seeds last:
+//! While fewer requests are in flight than the [window](super::window)
+//! allows, for each peer with room in its pipeline (not backing off), in
+//! order of measured throughput, fastest first, seeds last:
 //!
 //! 1. a piece a seed hinted (seeds only);
 //! 2. the first missing piece of the streaming window it has;
@@ -14,84 +15,132 @@
 //!    the piece with the fewest requests in flight.
 //!
 //! A seed only gets pieces no other connected peer has, or hinted ones,
-//! unless requests to other peers run low (they are all busy).
+//! unless the download is starving (requests to other peers run low, or
+//! the rate is below the budget).
+//!
+//! Cost: a full scan of the missing pieces happens only for a peer with
+//! news; once a scan finds nothing, only pieces that became requestable
+//! since (its `have`s, released requests) are looked at.
+
+use std::ops::Range;
 
 use super::PeerId;
-use super::download::Download;
+use super::download::{Action, Download};
+use super::peer::PeerState;
 
 impl Download {
-    /// Issues requests until every peer with news has a full pipeline or
-    /// nothing to offer.
+    /// Issues requests until the window is full or no peer with news has
+    /// anything to offer.
     pub(super) fn fill(&mut self) {
-        let fill_all = std::mem::take(&mut self.fill_all);
-        let some = std::mem::take(&mut self.fill_some);
         if self.have.is_complete() || self.peers.is_empty() {
+            self.fill_all = false;
+            self.fill_some.clear();
             return;
         }
-        let mut order: Vec<(bool, f64, PeerId)> = self
-            .peers
-            .iter()
-            .filter(|(id, p)| fill_all || p.is_seed() || some.contains(id))
-            .map(|(&id, p)| (p.is_seed(), -p.rate.unwrap_or(f64::INFINITY), id))
-            .collect();
+        let target = self.in_flight_target();
+        if self.in_flight >= target {
+            // Keep the news for when a request ends.
+            self.window.hit();
+            return;
+        }
+        let fill_all = std::mem::take(&mut self.fill_all);
+        let some = std::mem::take(&mut self.fill_some);
+        let starving = self.starving();
+        let (now, endgame) = (self.now, self.unrequested == 0);
+        let piece_size = u64::from(self.layout.piece_size);
+        let prefer = self.prefer.take();
+        let probing = self.waiting_on < self.config.max_waiting;
+        // Peers that may take a request and may have something new.
+        let ready = |id: &PeerId, p: &PeerState| {
+            if !probing && !p.is_seed() && prefer != Some(*id) {
+                return false;
+            }
+            let has_news = if p.is_seed() {
+                starving || !p.hint.is_empty() || self.unavailable > 0
+            } else {
+                endgame || !p.scanned || !p.fresh.is_empty()
+            };
+            has_news
+                && p.backoff_until <= now
+                && p.requests.len() < p.depth(&self.config, piece_size)
+        };
+        let key = |(id, p): (&PeerId, &PeerState)| {
+            let rate = if prefer == Some(*id) {
+                f64::NEG_INFINITY
+            } else {
+                -p.rate.unwrap_or(f64::INFINITY)
+            };
+            (p.is_seed(), rate, *id)
+        };
+        let mut order: Vec<(bool, f64, PeerId)> = if fill_all {
+            self.peers
+                .iter()
+                .filter(|(id, p)| ready(id, p))
+                .map(key)
+                .collect()
+        } else {
+            some.iter()
+                .chain(&self.seeds)
+                .filter_map(|id| self.peers.get_key_value(id))
+                .filter(|(id, p)| ready(id, p))
+                .map(key)
+                .collect()
+        };
         order.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-        for (_, _, id) in order {
-            self.fill_peer(id);
+        order.dedup_by_key(|o| o.2);
+        let window = self.stream_window();
+        for (i, &(_, _, id)) in order.iter().enumerate() {
+            if !self.fill_peer(id, starving, target, &window) {
+                // The window is full: the rest keep their news.
+                self.fill_some.extend(order[i..].iter().map(|o| o.2));
+                return;
+            }
         }
     }
 
-    fn fill_peer(&mut self, id: PeerId) {
+    /// Fills one peer's pipeline; false once the window (`target`) is full.
+    fn fill_peer(&mut self, id: PeerId, starving: bool, target: u32, window: &Range<u32>) -> bool {
         let now = self.now;
         loop {
-            if self.in_flight >= self.in_flight_target() {
+            if self.in_flight >= target {
                 self.window.hit();
-                return;
+                return false;
             }
             let endgame = self.unrequested == 0;
             let Some(p) = self.peers.get(&id) else {
-                return;
+                return true;
             };
-            if p.backoff_until > now {
-                return;
+            let depth = p.depth(&self.config, u64::from(self.layout.piece_size));
+            if p.backoff_until > now || p.requests.len() >= depth {
+                return true;
             }
-            if p.requests.len() >= p.depth(&self.config, u64::from(self.layout.piece_size)) {
-                return;
-            }
-            if !endgame && !p.is_seed() && p.stalled_epoch == Some(self.epoch) {
-                return;
-            }
-            let picked = match self.pick(id) {
+            let picked = match self.pick(id, starving, endgame, window) {
                 Some(i) => Some(i),
                 None if endgame => self.pick_endgame(id),
                 None => None,
             };
             let Some(piece) = picked else {
-                let epoch = self.epoch;
                 if let Some(p) = self.peers.get_mut(&id) {
-                    p.stalled_epoch = Some(epoch);
+                    p.scanned = true;
+                    p.fresh.clear();
                 }
-                return;
+                return true;
             };
             self.issue(id, piece);
         }
-    }
-
-    /// Requests to peers other than seeds.
-    fn non_seed_in_flight(&self) -> u32 {
-        let seeds: usize = self
-            .peers
-            .values()
-            .filter(|p| p.is_seed())
-            .map(|p| p.requests.len())
-            .sum();
-        self.in_flight - seeds as u32
     }
 
     /// Whether the other peers fail to keep this download busy, so that
     /// seeds may be asked for anything.
     fn starving(&self) -> bool {
         let cfg = &self.config;
-        if self.non_seed_in_flight() < cfg.seed_starve_in_flight {
+        let to_seeds: usize = self
+            .seeds
+            .iter()
+            .filter_map(|id| self.peers.get(id))
+            .map(|p| p.requests.len())
+            .sum();
+        if self.in_flight - (to_seeds as u32) < cfg.seed_starve_in_flight {
             return true;
         }
         match cfg.download_rate {
@@ -101,37 +150,82 @@ impl Download {
     }
 
     /// The best piece to request from `id` outside the end-game.
-    fn pick(&mut self, id: PeerId) -> Option<u32> {
-        let now = self.now;
-        let starving = self.starving();
-        let p = self.peers.get(&id)?;
-        let requestable = |i: u32| {
-            !self.have.get(i)
-                && p.has.get(i)
-                && self.pieces[i as usize].in_flight == 0
-                && !p.refused(i, now)
-        };
+    fn pick(
+        &mut self,
+        id: PeerId,
+        starving: bool,
+        endgame: bool,
+        window: &Range<u32>,
+    ) -> Option<u32> {
+        let p = self.peers.get_mut(&id)?;
         let seed = p.is_seed();
+        if seed && !starving && p.hint.is_empty() && self.unavailable == 0 {
+            return None;
+        }
+        let fresh_only = p.scanned && !endgame;
+        let mut fresh = std::mem::take(&mut p.fresh);
+        let best = self.pick_from(id, starving, fresh_only.then_some(&fresh[..]), window);
+        if let Some(i) = best {
+            fresh.retain(|&f| f != i);
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.fresh = fresh;
+        }
+        best
+    }
+
+    /// [`Download::pick`] over all missing pieces, or only over `fresh`.
+    fn pick_from(
+        &self,
+        id: PeerId,
+        starving: bool,
+        fresh: Option<&[u32]>,
+        window: &Range<u32>,
+    ) -> Option<u32> {
+        let now = self.now;
+        let p = self.peers.get(&id)?;
+        let seed = p.is_seed();
+        let (have, pieces) = (&self.have, &self.pieces);
+        let requestable = |i: u32| {
+            !have.get(i) && p.has.get(i) && pieces[i as usize].in_flight == 0 && !p.refused(i, now)
+        };
         // 1. Hints from a seed.
         if seed && let Some(&h) = p.hint.iter().find(|&&h| requestable(h)) {
             return Some(h);
         }
-        let allowed = |i: u32| !seed || starving || self.pieces[i as usize].avail == 0;
-        // 2. The streaming window.
-        let first = self.have.iter_missing().find(|&i| i >= self.read_pos);
-        if let Some(first) = first {
-            let end = first
-                .saturating_add(self.config.window)
-                .min(self.have.len());
-            if let Some(i) = (first..end).find(|&i| requestable(i) && allowed(i)) {
-                return Some(i);
-            }
+        let allowed = |i: u32| !seed || starving || pieces[i as usize].avail == 0;
+        if let Some(fresh) = fresh {
+            // Only pieces that became requestable since the last scan.
+            let key = |i: u32| {
+                let in_window = window.contains(&i);
+                let order = if in_window {
+                    i
+                } else {
+                    pieces[i as usize].avail
+                };
+                (!in_window, order, self.rank[i as usize])
+            };
+            return fresh
+                .iter()
+                .copied()
+                .filter(|&i| requestable(i) && allowed(i))
+                .min_by_key(|&i| key(i));
         }
-        // 3. Rarest first.
-        self.have
-            .iter_missing()
+        // 2. The streaming window, then 3. rarest first.
+        if let Some(i) = window.clone().find(|&i| requestable(i) && allowed(i)) {
+            return Some(i);
+        }
+        have.iter_missing()
             .filter(|&i| requestable(i) && allowed(i))
-            .min_by_key(|&i| (self.pieces[i as usize].avail, self.rank[i as usize]))
+            .min_by_key(|&i| (pieces[i as usize].avail, self.rank[i as usize]))
+    }
+
+    /// The first `window` missing pieces from the read position on.
+    fn stream_window(&self) -> Range<u32> {
+        let first = self.have.iter_missing().find(|&i| i >= self.read_pos);
+        first.map_or(0..0, |f| {
+            f..f.saturating_add(self.config.window).min(self.have.len())
+        })
     }
 
     /// A duplicate request for the end-game.
@@ -158,6 +252,7 @@ impl Download {
         };
         let deadline = p.deadline(&self.config, now, len);
         p.push_request(piece, now, deadline);
+        super::download::timeout_added(&self.next_timeout, deadline);
         p.hint.retain(|&h| h != piece);
         let info = &mut self.pieces[piece as usize];
         if info.in_flight == 0 {
@@ -166,7 +261,6 @@ impl Download {
         info.in_flight += 1;
         self.in_flight += 1;
         self.stats.requests += 1;
-        self.actions
-            .push_back(super::download::Action::Request { peer: id, piece });
+        self.actions.push_back(Action::Request { peer: id, piece });
     }
 }

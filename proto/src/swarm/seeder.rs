@@ -25,7 +25,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::PeerId;
-use super::upload::{Admission, Rejection, ServePolicy};
+use super::policy::{Admission, Rejection, ServePolicy};
 use crate::Bitfield;
 use crate::time::Time;
 
@@ -195,7 +195,7 @@ impl ServePolicy for SuperSeed {
         (share.round() as u32).max(1)
     }
 
-    fn pick_queued(&mut self, waiting: &[(PeerId, u32)]) -> usize {
+    fn pick_waiting(&mut self, waiting: &[PeerId]) -> usize {
         // Least received relative to weight first; the oldest among equals.
         let score = |peer: &PeerId| {
             self.peers
@@ -203,8 +203,8 @@ impl ServePolicy for SuperSeed {
                 .map_or(0.0, |p| p.received as f64 / p.weight.max(f64::MIN_POSITIVE))
         };
         let mut best = 0;
-        for (i, (peer, _)) in waiting.iter().enumerate() {
-            if score(peer) < score(&waiting[best].0) {
+        for (i, peer) in waiting.iter().enumerate() {
+            if score(peer) < score(&waiting[best]) {
                 best = i;
             }
         }
@@ -268,9 +268,7 @@ mod tests {
     fn seeder(pieces: u32) -> Uploader<SuperSeed> {
         let cfg = UploadConfig {
             max_active: 64,
-            max_active_spare: 64,
-            max_queued: 64,
-            max_queue_wait: Duration::from_secs(10),
+            ..UploadConfig::default()
         };
         let policy = SuperSeed::new(SuperSeedConfig::default(), pieces, 7);
         Uploader::new(cfg, Bitfield::full(pieces), policy)

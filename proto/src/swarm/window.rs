@@ -58,6 +58,11 @@ impl Window {
         }
     }
 
+    /// The window size (what [`Window::target`] answers with a budget).
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
     /// A request could not go out because the window was full.
     pub fn hit(&mut self) {
         self.limited = true;

@@ -1,7 +1,7 @@
 //! The two headers of a piece request stream.
 //!
-//! The client opens a bidirectional stream and writes one [`PieceRequest`]
-//! frame. The server writes one [`PieceResponse`] frame; after
+//! The client opens a bidirectional stream, writes one [`PieceRequest`]
+//! frame and finishes its side of the stream. The server writes one [`PieceResponse`] frame; after
 //! [`PieceResponse::Ok`] come exactly `len` raw bytes of the piece and the
 //! end of the stream. The client knows the piece's length and hash from the
 //! [`PieceMap`](crate::piece::PieceMap), so it refuses a wrong `len` before

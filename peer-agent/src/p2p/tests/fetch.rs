@@ -201,3 +201,27 @@ async fn a_dead_cached_connection_is_replaced() {
     assert!(!Arc::ptr_eq(&first, &second));
     assert!(second.is_open());
 }
+
+#[tokio::test]
+async fn a_verified_piece_is_written_at_its_offset() {
+    let blob = random_blob(700_000, 16);
+    let (provider, map) = MemProvider::with_blob(blob.clone(), 256 * 1024);
+    let server = node(SECRET, Arc::new(provider)).start();
+    let client = client(SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let file = Arc::new(std::fs::File::create(dir.path().join("data")).unwrap());
+    for index in [2, 0, 1] {
+        let piece = client
+            .ep
+            .fetch_piece(server.addr, &map, index)
+            .await
+            .unwrap();
+        let offset = map.piece_range(index).start;
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || piece.write_at(&file, offset))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(std::fs::read(dir.path().join("data")).unwrap(), blob);
+}

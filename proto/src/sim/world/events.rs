@@ -105,6 +105,10 @@ impl World<'_> {
                         let now = self.now.as_secs_f64();
                         self.fluid.start(now, i, peer.0 as usize, piece, bytes);
                     }
+                    UploadAction::Available { peer } => self.later(Ev::Available {
+                        to: peer.0 as usize,
+                        from: i,
+                    }),
                     UploadAction::Reject {
                         peer,
                         piece,

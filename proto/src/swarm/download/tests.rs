@@ -14,10 +14,12 @@ fn layout() -> Layout {
     }
 }
 
+/// One request per peer, no limit on the total.
 fn config() -> DownloadConfig {
     DownloadConfig {
         min_depth: 1,
         max_depth: 1,
+        extra_in_flight: 64,
         ..DownloadConfig::default()
     }
 }

@@ -1,0 +1,117 @@
+use futures_util::TryStreamExt;
+use shoal_proto::PieceHasher;
+
+use super::*;
+use crate::store::ContentStore;
+
+const PIECE: u32 = 256 * 1024;
+
+fn blob(n: usize) -> (Bytes, PieceMap) {
+    let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+    let mut h = PieceHasher::new(PIECE);
+    h.update(&data);
+    (Bytes::from(data), h.finish().unwrap())
+}
+
+fn piece(data: &Bytes, map: &PieceMap, i: u32) -> Vec<Bytes> {
+    let r = map.piece_range(i);
+    vec![data.slice(r.start as usize..r.end as usize)]
+}
+
+/// Pieces put in reverse order: a reader gets the whole blob in order, and
+/// the blob is stored with its piece map.
+#[tokio::test]
+async fn out_of_order_pieces_stream_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
+    let (data, map) = blob(5 * PIECE as usize + 1000);
+    let (d2, m2) = (data.clone(), map.clone());
+    let handle = fetcher
+        .get_pieced(&map.digest, move |task| async move {
+            let have = task.start(Layout::of(&m2)).await?;
+            assert_eq!(have.count(), 0);
+            task.set_known_hashes(&m2.pieces);
+            for i in (0..m2.piece_count()).rev() {
+                assert!(task.put_piece(i, piece(&d2, &m2, i)).await?);
+                tokio::task::yield_now().await;
+            }
+            Ok(m2)
+        })
+        .await
+        .unwrap();
+    assert_eq!(handle.size(), data.len() as u64);
+    let got: Vec<Bytes> = handle.stream(0..u64::MAX).try_collect().await.unwrap();
+    assert_eq!(got.concat(), data.to_vec());
+    assert!(fetcher.local(&map.digest).await.is_some());
+    assert_eq!(
+        fetcher.store().get_piece_map(&map.digest),
+        Some(map.clone())
+    );
+    assert!(!dir.path().join("tasks").join(map.digest.hex()).exists());
+}
+
+/// A task that stops half-way is resumed by a new fetcher on the same data
+/// dir (as after an agent restart): the held pieces are not asked again.
+#[tokio::test]
+async fn interrupted_task_resumes_from_persisted_bitfield() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, map) = blob(4 * PIECE as usize);
+    {
+        let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
+        let (d2, m2) = (data.clone(), map.clone());
+        let handle = fetcher
+            .get_pieced(&map.digest, move |task| async move {
+                task.start(Layout::of(&m2)).await?;
+                task.put_piece(0, piece(&d2, &m2, 0)).await?;
+                task.put_piece(2, piece(&d2, &m2, 2)).await?;
+                Err(FetchError::Io("killed".into()))
+            })
+            .await;
+        if let Ok(h) = handle {
+            let r: Result<Vec<Bytes>, _> = h.stream(0..u64::MAX).try_collect().await;
+            assert!(r.is_err(), "a failed download must not complete a body");
+        }
+        assert!(fetcher.local(&map.digest).await.is_none());
+    }
+    let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
+    let (d2, m2) = (data.clone(), map.clone());
+    let handle = fetcher
+        .get_pieced(&map.digest, move |task| async move {
+            let have = task.start(Layout::of(&m2)).await?;
+            assert_eq!(have.iter_held().collect::<Vec<_>>(), vec![0, 2]);
+            for i in have.iter_missing().collect::<Vec<_>>() {
+                task.put_piece(i, piece(&d2, &m2, i)).await?;
+            }
+            Ok(m2)
+        })
+        .await
+        .unwrap();
+    let got: Vec<Bytes> = handle.stream(0..u64::MAX).try_collect().await.unwrap();
+    assert_eq!(got.concat(), data.to_vec());
+}
+
+/// Pieces that do not make up the digest are discarded with their task.
+#[tokio::test]
+async fn wrong_blob_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
+    let (data, map) = blob(2 * PIECE as usize);
+    let mut bad = data.to_vec();
+    bad[5] ^= 1;
+    let bad = Bytes::from(bad);
+    let m2 = map.clone();
+    let handle = fetcher
+        .get_pieced(&map.digest, move |task| async move {
+            task.start(Layout::of(&m2)).await?;
+            for i in 0..2 {
+                task.put_piece(i, piece(&bad, &m2, i)).await?;
+            }
+            Ok(m2)
+        })
+        .await
+        .unwrap();
+    let r: Result<Vec<Bytes>, _> = handle.stream(0..u64::MAX).try_collect().await;
+    assert!(r.is_err());
+    assert!(fetcher.local(&map.digest).await.is_none());
+    assert!(!dir.path().join("tasks").join(map.digest.hex()).exists());
+}
