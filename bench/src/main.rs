@@ -83,13 +83,13 @@ struct RunArgs {
     /// smoke, sequential for the others.
     #[arg(long, value_enum)]
     schedule: Option<ScheduleArg>,
-    /// Experimental: run Shoal's peer-to-peer path. The daemons get a
-    /// generated cluster secret (agents then swarm verified pieces over
-    /// QUIC) and the rate caps as --upload-rate/--download-rate. Without
-    /// it, agents fetch whole blobs from the supernode over HTTP and no
-    /// daemon enforces a cap (the report says so).
+    /// Run Shoal without its peer-to-peer path: agents fetch whole blobs
+    /// from the supernode over HTTP and no daemon enforces a cap (the report
+    /// says so). By default the daemons get a generated cluster secret,
+    /// agents swarm verified pieces over QUIC, and the rate caps are given
+    /// to them as --upload-rate/--download-rate.
     #[arg(long)]
-    p2p: bool,
+    no_p2p: bool,
     /// Output directory. Default: a new directory ./bench-out/<UTC time>.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -227,7 +227,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ScheduleArg::Concurrent => Schedule::Concurrent,
         }),
         baselines,
-        p2p: args.p2p,
+        p2p: !args.no_p2p,
     };
     let bin_dir = find_bin_dir(args.bin_dir.as_deref())?;
     let out = args.out.unwrap_or_else(|| default_out(""));

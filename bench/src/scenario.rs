@@ -136,7 +136,7 @@ pub struct Overrides {
     /// `--baseline`, repeatable; `None` = the default (`direct`), an empty
     /// list = `none`.
     pub baselines: Option<Vec<Baseline>>,
-    /// `--p2p`.
+    /// Piece swarming on (the default; off with `--no-p2p`).
     pub p2p: bool,
 }
 

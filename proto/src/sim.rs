@@ -38,14 +38,10 @@ pub fn run(scenario: &Scenario) -> Report {
         file_bytes: scenario.file_bytes,
         piece_size: scenario.piece_size,
         bound_secs: scenario.bound_secs(),
-        completion: peers
-            .iter()
-            .map(|n| n.done_at.map(|t| t.as_secs_f64()))
-            .collect(),
-        first_byte: peers
-            .iter()
-            .map(|n| n.first_at.map(|t| t.as_secs_f64()))
-            .collect(),
+        completion: peers.iter().map(|n| secs(n.done_at)).collect(),
+        first_byte: peers.iter().map(|n| secs(n.first_at)).collect(),
+        half_stream: peers.iter().map(|n| secs(n.half_at)).collect(),
+        seed_order: world.seed_order.clone(),
         seed_bytes: world.nodes[0].up_bytes,
         peer_upload_bytes: peers.iter().map(|n| n.up_bytes).sum(),
         download,
@@ -54,4 +50,8 @@ pub fn run(scenario: &Scenario) -> Report {
         reallocations: world.reallocations,
         end_secs: world.now.as_secs_f64(),
     }
+}
+
+fn secs(t: Option<crate::time::Time>) -> Option<f64> {
+    t.map(|t| t.as_secs_f64())
 }

@@ -31,8 +31,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use download::{Action, Download, DownloadConfig, DownloadStats, DropReason, PeerKind};
-pub use seeder::{SuperSeed, SuperSeedConfig};
 pub use policy::{Admission, Rejection, ServeAll, ServePolicy};
+pub use seeder::{SuperSeed, SuperSeedConfig};
 pub use upload::{UploadAction, UploadConfig, UploadStats, Uploader};
 
 /// The seeding uploader the supernode runs.

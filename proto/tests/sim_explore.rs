@@ -58,6 +58,12 @@ fn explore() {
         sc.upload.reserve_for = std::time::Duration::from_millis(p.parse().unwrap());
         sc.seed_upload.reserve_for = sc.upload.reserve_for;
     }
+    if let Ok(p) = std::env::var("STARVERATE") {
+        sc.download.seed_starve_rate = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("QUANTUM") {
+        sc.rate_quantum = std::time::Duration::from_micros(p.parse().unwrap());
+    }
     let t = std::time::Instant::now();
     let r = sim::run(&sc);
     println!("{r}");
@@ -106,5 +112,36 @@ fn timeline() {
             s.done
         );
     }
+    println!("{r}");
+}
+
+#[test]
+fn stream() {
+    let mut sc = Scenario::smoke();
+    if let Ok(p) = std::env::var("WINDOW") {
+        sc.download.window = p.parse().unwrap();
+    }
+    let r = sim::run(&sc);
+    for i in 0..r.peers {
+        println!(
+            "peer {i} first={:?} half/done={:.2} done={:?}",
+            r.first_byte[i],
+            r.half_stream[i].unwrap() / r.completion[i].unwrap(),
+            r.completion[i]
+        );
+    }
+    println!("{r}");
+}
+
+#[test]
+fn ample() {
+    let mut sc = Scenario::new("ample-upload", 20, 32.0, 16.0, 8.0, 4.0);
+    if let Ok(p) = std::env::var("STARVE") {
+        sc.download.seed_starve_in_flight = p.parse().unwrap();
+    }
+    if let Ok(p) = std::env::var("STARVERATE") {
+        sc.download.seed_starve_rate = p.parse().unwrap();
+    }
+    let r = sim::run(&sc);
     println!("{r}");
 }

@@ -64,7 +64,12 @@ impl Supernode {
         Ok(Supernode {
             upstreams,
             manifests: ManifestCache::new(store.clone(), cfg.tag_ttl),
-            fetcher: Fetcher::new(store, 3).with_piece_maps(),
+            // Piece maps cost a second sha256 pass; only a seed needs them.
+            fetcher: if cfg.p2p.is_some() {
+                Fetcher::new(store, 3).with_piece_maps()
+            } else {
+                Fetcher::new(store, 3)
+            },
             auth: cfg.p2p.as_ref().map(|p| Auth::Signed(p.secret.http_auth())),
             p2p_addr: OnceLock::new(),
         })

@@ -250,6 +250,28 @@ async fn corrupted_blob_is_never_served_complete_nor_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_is_resolved_once_per_ttl_and_manifests_by_digest_once() {
+    let rig = Rig::start().await;
+    let tag = manifest_path(REPO, TAG);
+    for _ in 0..5 {
+        rig.pull().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Five pulls within the supernode's 30 s tag TTL: one HEAD for the tag,
+    // and one GET for each manifest (the index, then the platform's).
+    assert_eq!(rig.up.count("HEAD", &tag), 1, "{:?}", rig.up.requests());
+    let requests = rig.up.requests();
+    let manifest_gets: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/manifests/"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert!(!manifest_gets.is_empty());
+    for path in &manifest_gets {
+        assert_eq!(rig.up.count("GET", path), 1, "{requests:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_upstream_errors_are_retried() {
     let rig = Rig::start().await;
     let (layer, config) = (rig.layer(), rig.config());

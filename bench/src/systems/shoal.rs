@@ -9,13 +9,13 @@ use crate::cluster::{Caps, Cluster, ClusterConfig};
 use crate::throttle::Throttle;
 use crate::upstream::{Upstream, UpstreamConfig};
 
-/// The report's note without `--p2p`: the daemons enforce no caps.
-pub const UNCAPPED_NOTE: &str = "shoal: without --p2p the agents fetch whole blobs from the \
+/// The report's note with `--no-p2p`: the daemons enforce no caps.
+pub const UNCAPPED_NOTE: &str = "shoal: with --no-p2p the agents fetch whole blobs from the \
      supernode over HTTP: N agents pulling through one supernode, no P2P, no daemon rate caps \
      (the seed cap is not enforced); only the per-node download cap (client-side) applies";
 
-/// The report's note with `--p2p`.
-pub const P2P_NOTE: &str = "shoal: --p2p (experimental): daemons share a generated cluster \
+/// The report's note with piece swarming (the default).
+pub const P2P_NOTE: &str = "shoal: daemons share a generated cluster \
      secret and swarm pieces over QUIC; seed and peer caps are passed to them as \
      --upload-rate/--download-rate, and the per-node download cap is also enforced client-side";
 

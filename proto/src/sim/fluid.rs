@@ -9,7 +9,7 @@
 //! transfer through it could go faster. Recomputing is
 //! O(T log L) for T transfers over L links.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// One running transfer.
@@ -23,9 +23,10 @@ pub(super) struct Transfer {
     pub rate: f64,
 }
 
-/// A share of a link's capacity, ordered for the min-heap.
-#[derive(Debug, PartialEq)]
-struct Share(f64, usize);
+/// A share of a link's capacity as the bits of a non-negative `f64` (which
+/// order like the numbers), and the link; `Reverse` makes the heap a
+/// min-heap.
+type Share = Reverse<(u64, u32)>;
 
 /// Buffers of [`Fluid::reallocate`], kept to avoid allocating per call.
 #[derive(Debug, Default)]
@@ -34,21 +35,6 @@ struct Scratch {
     count: Vec<u32>,
     fixed: Vec<bool>,
     heap: BinaryHeap<Share>,
-}
-
-impl Eq for Share {}
-
-impl PartialOrd for Share {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Share {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap and we want the smallest share.
-        other.0.total_cmp(&self.0).then(other.1.cmp(&self.1))
-    }
 }
 
 /// All running transfers of a world.
@@ -206,19 +192,23 @@ impl Fluid {
         s.heap.clear();
         for (c, &k) in s.count.iter().enumerate() {
             if k > 0 {
-                s.heap.push(Share(s.left[c] / f64::from(k), c));
+                s.heap
+                    .push(Reverse(((s.left[c] / f64::from(k)).to_bits(), c as u32)));
             }
         }
+        let mut next: Option<f64> = None;
         // A link's share only grows as transfers through it are fixed by
         // other links, so a popped entry is at most its link's true share:
         // a stale one is pushed back with the true value.
-        while let Some(Share(share, c)) = s.heap.pop() {
+        while let Some(Reverse((bits, c))) = s.heap.pop() {
+            let c = c as usize;
             if s.count[c] == 0 {
                 continue;
             }
+            let share = f64::from_bits(bits);
             let current = s.left[c] / f64::from(s.count[c]);
             if current > share {
-                s.heap.push(Share(current, c));
+                s.heap.push(Reverse((current.to_bits(), c as u32)));
                 continue;
             }
             s.count[c] = 0;
@@ -229,17 +219,16 @@ impl Fluid {
                 s.fixed[id] = true;
                 let t = self.slots[id].as_mut().expect("linked transfers exist");
                 t.rate = share.max(0.0);
+                if t.rate > 0.0 {
+                    let done = now + t.remaining.max(0.0) / t.rate;
+                    next = Some(next.map_or(done, |n: f64| n.min(done)));
+                }
                 let other = if c < n { n + t.to } else { t.from };
                 s.left[other] = (s.left[other] - share).max(0.0);
                 s.count[other] -= 1;
             }
         }
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|t| t.rate > 0.0)
-            .map(|t| now + t.remaining.max(0.0) / t.rate)
-            .min_by(f64::total_cmp)
+        next
     }
 
     /// Removes and returns the transfers that are done at `now` (within a

@@ -36,6 +36,11 @@ pub struct Report {
     pub completion: Vec<Option<f64>>,
     /// Per peer, when its in-order client stream got its first piece.
     pub first_byte: Vec<Option<f64>>,
+    /// Per peer, when its in-order client stream had half the blob.
+    pub half_stream: Vec<Option<f64>>,
+    /// Pieces in the order the seed started uploading them (aborted
+    /// uploads included).
+    pub seed_order: Vec<u32>,
     /// Bytes the seed uploaded (partial pieces included).
     pub seed_bytes: f64,
     /// Bytes all peers uploaded.
@@ -96,6 +101,17 @@ impl Report {
     /// Bytes the seed sent, in copies of the blob.
     pub fn seed_copies(&self) -> f64 {
         self.seed_bytes / self.file_bytes as f64
+    }
+
+    /// How many of the seed's first uploads were distinct pieces before
+    /// the first repeat (the piece count if no piece was sent twice before
+    /// all were sent once).
+    pub fn seed_distinct_prefix(&self) -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        self.seed_order
+            .iter()
+            .take_while(|&&p| seen.insert(p))
+            .count()
     }
 
     /// Median time to the first in-order piece.

@@ -77,6 +77,8 @@ pub(super) enum Ev {
     Leave(usize, Leave),
     Wake(usize),
     FluidTick(u64),
+    /// Recompute rates (when they are recomputed on a time grid).
+    Reallocate,
     Sample,
 }
 
@@ -104,20 +106,6 @@ impl Ord for Scheduled {
     }
 }
 
-pub(super) struct Node {
-    pub download: Option<Download>,
-    pub uploader: Uploader<Box<dyn ServePolicy>>,
-    pub conns: BTreeSet<usize>,
-    pub alive: bool,
-    pub bad: bool,
-    wake: Option<Time>,
-    read_pos: u32,
-    pub done_at: Option<Time>,
-    pub first_at: Option<Time>,
-    pub up_bytes: f64,
-    pub down_bytes: f64,
-}
-
 /// How long a vanished peer's connections linger before the others'
 /// transports time them out.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,6 +125,9 @@ pub(super) struct World<'a> {
     pub pending: usize,
     pub events: u64,
     pub reallocations: u64,
+    /// Pieces in the order the seed started uploading them.
+    pub seed_order: Vec<u32>,
+    realloc_pending: bool,
     pub samples: Vec<Sample>,
 }
 
@@ -148,8 +139,7 @@ impl<'a> World<'a> {
         };
         let n = layout.piece_count();
         let mut rng = SmallRng::seed_from_u64(sc.rng_seed);
-        let seed_policy: Box<dyn ServePolicy> =
-            Box::new(SuperSeed::new(sc.super_seed.clone(), n, rng.random()));
+        let seed_policy: Box<dyn ServePolicy> = Box::new(SuperSeed::new(sc.super_seed.clone(), n));
         let mut nodes = vec![Node::new(
             None,
             Uploader::new(sc.seed_upload.clone(), Bitfield::full(n), seed_policy),
@@ -185,6 +175,8 @@ impl<'a> World<'a> {
             pending: sc.peers - sc.bad_peers.iter().filter(|&&b| b < sc.peers).count(),
             events: 0,
             reallocations: 0,
+            seed_order: Vec::new(),
+            realloc_pending: false,
             samples: Vec::new(),
         };
         world.at(Time::ZERO, Ev::Sample);
@@ -225,11 +217,19 @@ impl<'a> World<'a> {
         let limit = Time::from_duration(self.sc.time_limit);
         loop {
             let next = self.queue.peek().map(|s| s.at);
-            if self.fluid.dirty && next.is_none_or(|t| t > self.now) {
-                self.fluid_gen += 1;
-                self.reallocations += 1;
-                if let Some(t) = self.fluid.reallocate(self.now.as_secs_f64()) {
-                    self.at(Time::from_secs_f64(t), Ev::FluidTick(self.fluid_gen));
+            if self.fluid.dirty && !self.realloc_pending && next.is_none_or(|t| t > self.now) {
+                let quantum = self.sc.rate_quantum.as_micros() as u64;
+                let now = self.now.as_micros();
+                let at = if quantum == 0 {
+                    now
+                } else {
+                    now.div_ceil(quantum) * quantum
+                };
+                if at == now {
+                    self.reallocate();
+                } else {
+                    self.realloc_pending = true;
+                    self.at(Time::from_micros(at), Ev::Reallocate);
                 }
                 continue;
             }
@@ -338,42 +338,29 @@ impl<'a> World<'a> {
                 node.uploader.handle_timeout(self.now);
                 self.pump(i);
             }
-            Ev::Sample => {
+            Ev::Reallocate => {
                 if self.fluid.dirty {
-                    self.fluid.reallocate(self.now.as_secs_f64());
-                    self.fluid_gen += 1;
-                    // The tick of the new generation is scheduled by `run`.
-                    self.fluid.dirty = true;
+                    self.reallocate();
+                } else {
+                    self.realloc_pending = false;
                 }
+            }
+            Ev::Sample => {
+                // Rates as of the last reallocation (at most a quantum old).
                 let (seed_up, _) = self.fluid.rates(0..1);
                 let (peers_up, peers_down) = self.fluid.rates(1..self.nodes.len());
                 let done = self.nodes.iter().filter(|n| n.done_at.is_some()).count();
-                if std::env::var("DEBUGT")
-                    .ok()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    == Some(self.now.as_secs_f64())
-                {
-                    for (i, n) in self.nodes.iter().enumerate() {
-                        let (u, d) = self.fluid.rates(i..i + 1);
-                        let ups: Vec<(usize, u32, f64)> = self
-                            .fluid
-                            .touching(i)
-                            .into_iter()
-                            .filter_map(|id| self.fluid.get(id))
-                            .filter(|t| t.from == i)
-                            .map(|t| (t.to, t.piece, (t.rate / 1048576.0 * 100.0).round() / 100.0))
-                            .collect();
-                        eprintln!(
-                            "node {i} have={} up={:.2} down={:.2} active={} inflight={} peers={} ups={:?}",
-                            n.have().count(),
-                            u / 1048576.0,
-                            d / 1048576.0,
-                            n.uploader.active(),
-                            n.download.as_ref().map_or(0, |d| d.in_flight()),
-                            n.conns.len(),
-                            ups
-                        );
-                    }
+                if std::env::var("DBG").is_ok() {
+                    let n = &self.nodes[1];
+                    let d = n.download.as_ref().unwrap();
+                    let missing: Vec<u32> = d.have().iter_missing().take(6).collect();
+                    eprintln!(
+                        "t={:.1} read_pos={} have={} first_missing={:?}",
+                        self.now.as_secs_f64(),
+                        n.read_pos,
+                        d.have().count(),
+                        missing
+                    );
                 }
                 self.samples.push(Sample {
                     t: self.now.as_secs_f64(),
@@ -406,52 +393,23 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Recomputes the fluid rates now and schedules the next completion.
+    fn reallocate(&mut self) {
+        self.realloc_pending = false;
+        self.fluid_gen += 1;
+        self.reallocations += 1;
+        if let Some(t) = self.fluid.reallocate(self.now.as_secs_f64()) {
+            self.at(Time::from_secs_f64(t), Ev::FluidTick(self.fluid_gen));
+        }
+    }
+
     fn account(&mut self, from: usize, to: usize, bytes: f64) {
         self.nodes[from].up_bytes += bytes;
         self.nodes[to].down_bytes += bytes;
     }
 }
 
-impl Node {
-    fn new(download: Option<Download>, uploader: Uploader<Box<dyn ServePolicy>>) -> Self {
-        Node {
-            download,
-            uploader,
-            conns: BTreeSet::new(),
-            alive: false,
-            bad: false,
-            wake: None,
-            read_pos: 0,
-            done_at: None,
-            first_at: None,
-            up_bytes: 0.0,
-            down_bytes: 0.0,
-        }
-    }
-
-    /// Pieces this node holds.
-    pub fn have(&self) -> Bitfield {
-        match &self.download {
-            Some(d) => d.have().clone(),
-            None => self.uploader.held().clone(),
-        }
-    }
-
-    /// Moves the client's read position past every piece held in order.
-    fn advance_reader(&mut self, now: Time) {
-        let Some(d) = self.download.as_mut() else {
-            return;
-        };
-        let n = d.have().len();
-        let start = self.read_pos;
-        while self.read_pos < n && d.have().get(self.read_pos) {
-            self.read_pos += 1;
-        }
-        if self.read_pos != start {
-            self.first_at.get_or_insert(now);
-            d.handle_read_position(now, self.read_pos);
-        }
-    }
-}
-
 mod events;
+mod node;
+
+pub(super) use node::Node;

@@ -21,197 +21,21 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Duration;
+
+mod outcome;
+mod types;
+
+pub use types::{Action, DownloadConfig, DownloadStats, DropReason, PeerKind};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 
 use super::peer::PeerState;
-use super::policy::Rejection;
 use super::window::Window;
 use super::{Layout, PeerId};
 use crate::Bitfield;
 use crate::time::Time;
-
-/// Tuning of a [`Download`]. The defaults are what the simulator found
-/// best for the DESIGN.md scenarios.
-#[derive(Debug, Clone)]
-pub struct DownloadConfig {
-    /// Pieces just past the client's read position that come before
-    /// rarest-first.
-    pub window: u32,
-    /// Fewest requests in flight per peer.
-    pub min_depth: u32,
-    /// Most requests in flight per peer.
-    pub max_depth: u32,
-    /// This node's download budget in bytes per second (the agent's
-    /// `--download-rate`), if it has one. Requests in flight are sized
-    /// from it; without it, from the measured download rate.
-    pub download_rate: Option<f64>,
-    /// Requests in flight beyond what the rate times `target_latency`
-    /// needs, so that a faster source is noticed.
-    pub extra_in_flight: u32,
-    /// Fewest requests in flight in total (while there is something to
-    /// request).
-    pub min_in_flight: u32,
-    /// Most requests in flight in total.
-    pub max_in_flight: u32,
-    /// Least time between two adjustments of the in-flight window.
-    pub window_interval: Duration,
-    /// How much time's worth of a peer's throughput to keep requested.
-    pub target_latency: Duration,
-    /// Window over which a peer's throughput is measured.
-    pub rate_horizon: Duration,
-    /// A request is given up after at least this long…
-    pub request_timeout: Duration,
-    /// …or this many times its expected duration at the measured rate.
-    pub timeout_factor: f64,
-    /// Consecutive timeouts after which a peer is dropped.
-    pub max_timeouts: u32,
-    /// How long a peer that refused as busy is left alone, unless it calls
-    /// back with `Available` first; doubles per refusal in a row.
-    pub busy_backoff: Duration,
-    /// Longest back-off.
-    pub max_backoff: Duration,
-    /// How long a piece a peer refused is not asked of it again.
-    pub refusal_memory: Duration,
-    /// Seeds are asked for any piece when fewer than this many requests
-    /// are in flight to other peers…
-    pub seed_starve_in_flight: u32,
-    /// …or when the measured download rate is below this fraction of
-    /// `download_rate` (if that is set).
-    pub seed_starve_rate: f64,
-    /// Most requests for one piece in the end-game.
-    pub endgame_copies: u32,
-    /// While this many peers that refused us as busy have not called back
-    /// yet, no other peers are tried (only the ones that call back or just
-    /// delivered): in a busy swarm, probing finds a free slot rarely.
-    pub max_waiting: u32,
-}
-
-impl Default for DownloadConfig {
-    fn default() -> Self {
-        DownloadConfig {
-            window: 4,
-            min_depth: 1,
-            max_depth: 16,
-            download_rate: None,
-            extra_in_flight: 2,
-            min_in_flight: 2,
-            max_in_flight: 64,
-            window_interval: Duration::from_millis(250),
-            target_latency: Duration::from_millis(250),
-            rate_horizon: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-            timeout_factor: 4.0,
-            max_timeouts: 3,
-            busy_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(2),
-            refusal_memory: Duration::from_secs(2),
-            seed_starve_in_flight: 2,
-            seed_starve_rate: 0.9,
-            endgame_copies: 2,
-            max_waiting: 4,
-        }
-    }
-}
-
-/// What the driver knows about a peer when it connects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerKind {
-    /// An ordinary agent.
-    Peer,
-    /// A supernode or other seed: asked only as a last resort.
-    Seed,
-}
-
-/// Why a [`Download`] wants a peer disconnected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// It sent a piece that failed verification.
-    CorruptPiece,
-    /// Its requests kept timing out.
-    Unresponsive,
-    /// It sent something impossible (wrong bitfield length, piece index
-    /// out of range).
-    ProtocolViolation,
-    /// It was banned earlier and connected again.
-    Banned,
-}
-
-/// What the driver must do for a [`Download`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Ask `peer` for `piece`; report the outcome with
-    /// [`Download::handle_piece_verified`], [`Download::handle_piece_corrupt`],
-    /// [`Download::handle_request_rejected`] or
-    /// [`Download::handle_request_failed`].
-    Request {
-        /// Whom to ask.
-        peer: PeerId,
-        /// Which piece.
-        piece: u32,
-    },
-    /// Stop the request for `piece` to `peer` (the piece came from
-    /// elsewhere, or the request timed out).
-    Cancel {
-        /// Whom it was asked of.
-        peer: PeerId,
-        /// Which piece.
-        piece: u32,
-    },
-    /// Disconnect `peer`; the download has already forgotten it.
-    DropPeer {
-        /// Which peer.
-        peer: PeerId,
-        /// Why.
-        reason: DropReason,
-    },
-    /// Every piece is verified. Emitted once.
-    Complete,
-}
-
-/// Counters of a [`Download`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DownloadStats {
-    /// Requests sent.
-    pub requests: u64,
-    /// Pieces verified and kept.
-    pub pieces: u64,
-    /// Verified pieces that were already held (end-game duplicates).
-    pub duplicates: u64,
-    /// Pieces that failed verification.
-    pub corrupt: u64,
-    /// Requests that timed out.
-    pub timeouts: u64,
-    /// Busy refusals.
-    pub busy: u64,
-    /// Seed redirects.
-    pub redirects: u64,
-    /// Requests that failed otherwise (stream errors, not held).
-    pub failed: u64,
-    /// Requests cancelled.
-    pub cancels: u64,
-    /// Peers banned.
-    pub banned: u64,
-}
-
-impl DownloadStats {
-    /// Adds `other`'s counters to these (for totals over many downloads).
-    pub fn merge(&mut self, other: &DownloadStats) {
-        self.requests += other.requests;
-        self.pieces += other.pieces;
-        self.duplicates += other.duplicates;
-        self.corrupt += other.corrupt;
-        self.timeouts += other.timeouts;
-        self.busy += other.busy;
-        self.redirects += other.redirects;
-        self.failed += other.failed;
-        self.cancels += other.cancels;
-        self.banned += other.banned;
-    }
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct PieceInfo {
@@ -271,11 +95,10 @@ pub struct Download {
     /// Every peer must be reconsidered at the next poll.
     pub(super) fill_all: bool,
     /// Only these peers have news.
-    pub(super) fill_some: BTreeSet<PeerId>,
+    pub(super) fill_some: Vec<PeerId>,
     /// Missing pieces no connected non-seed peer holds.
     pub(super) unavailable: u32,
     /// Whether the last fill found the download starving.
-    pub(super) was_starving: bool,
     /// Missing pieces with no request in flight.
     pub(super) unrequested: u32,
     pub(super) in_flight: u32,
@@ -327,9 +150,8 @@ impl Download {
             actions: VecDeque::new(),
             now: Time::ZERO,
             fill_all: true,
-            fill_some: BTreeSet::new(),
+            fill_some: Vec::new(),
             unavailable: unrequested,
-            was_starving: false,
             unrequested,
             in_flight: 0,
             recent: VecDeque::new(),
@@ -457,7 +279,7 @@ impl Download {
             let kind = p.kind;
             if !self.have.get(piece) {
                 p.note_fresh(piece);
-                self.fill_some.insert(peer);
+                self.news(peer);
             }
             if kind == PeerKind::Peer {
                 self.avail_inc(piece);
@@ -479,200 +301,6 @@ impl Download {
         let piece = piece.min(self.layout.piece_count());
         // The order changes; the candidates do not, so no refill is due.
         self.read_pos = piece;
-    }
-
-    /// `peer` delivered `piece` and it matched its hash; the driver has
-    /// written it. Verified bytes are kept whoever sent them.
-    pub fn handle_piece_verified(&mut self, now: Time, peer: PeerId, piece: u32) {
-        self.tick(now);
-        if piece >= self.layout.piece_count() {
-            return;
-        }
-        let bytes = self.layout.piece_len(piece);
-        let was_unrequested = !self.have.get(piece) && self.pieces[piece as usize].in_flight == 0;
-        if let Some(p) = self.peers.get_mut(&peer) {
-            if let Some(r) = p.take_request(piece) {
-                self.pieces[piece as usize].in_flight -= 1;
-                self.in_flight -= 1;
-                timeout_removed(&self.next_timeout, r.deadline);
-            }
-            p.delivered(&self.config, self.now, bytes);
-            self.fill_some.insert(peer);
-            // Its upload slot just freed up: nobody else knows yet.
-            self.prefer = Some(peer);
-        }
-        self.recent.push_back((self.now, bytes));
-        self.recent_bytes += bytes;
-        let horizon = self.config.rate_horizon;
-        while let Some(&(t, b)) = self.recent.front() {
-            if t + horizon >= self.now {
-                break;
-            }
-            self.recent.pop_front();
-            self.recent_bytes -= b;
-        }
-        if let Some(started) = self.started {
-            let rate = self.download_rate();
-            self.window.adapt(&self.config, self.now, started, rate);
-        }
-        if !self.have.set(piece) {
-            self.stats.duplicates += 1;
-            return;
-        }
-        self.stats.pieces += 1;
-        if was_unrequested {
-            self.unrequested -= 1;
-        }
-        if self.pieces[piece as usize].avail == 0 {
-            self.unavailable -= 1;
-        }
-        // Cancel the other copies (end-game) of this piece.
-        let others: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.requests.iter().any(|r| r.piece == piece))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in others {
-            self.cancel(id, piece);
-            self.fill_some.insert(id);
-        }
-        if self.have.is_complete() && !self.complete_sent {
-            self.complete_sent = true;
-            self.actions.push_back(Action::Complete);
-        }
-    }
-
-    /// `peer` delivered `piece` and it did not match its hash: the peer is
-    /// banned and dropped, the piece requested elsewhere.
-    pub fn handle_piece_corrupt(&mut self, now: Time, peer: PeerId, piece: u32) {
-        self.tick(now);
-        self.stats.corrupt += 1;
-        let _ = piece;
-        if self.peers.contains_key(&peer) {
-            self.ban(peer, DropReason::CorruptPiece);
-        }
-    }
-
-    /// `peer` refused the request for `piece`.
-    pub fn handle_request_rejected(
-        &mut self,
-        now: Time,
-        peer: PeerId,
-        piece: u32,
-        reason: Rejection,
-    ) {
-        self.tick(now);
-        if !self.end_request(peer, piece) {
-            return;
-        }
-        let (now, cfg) = (self.now, &self.config);
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        match reason {
-            Rejection::Busy => {
-                self.stats.busy += 1;
-                let backoff = cfg.busy_backoff.saturating_mul(1 << p.busy_streak.min(16));
-                p.backoff_until = now + backoff.min(cfg.max_backoff);
-                timeout_added(&self.next_timeout, p.backoff_until);
-                p.busy_streak += 1;
-                if !p.waiting {
-                    p.waiting = true;
-                    self.waiting_on += 1;
-                }
-            }
-            Rejection::NotHeld => {
-                self.stats.failed += 1;
-                if p.has.get(piece) {
-                    p.has.clear(piece);
-                    if p.kind == PeerKind::Peer {
-                        self.avail_dec(piece);
-                    }
-                }
-            }
-            Rejection::Redirect { hint } => {
-                self.stats.redirects += 1;
-                p.refuse(piece, now, now + cfg.refusal_memory);
-                let n = self.layout.piece_count();
-                p.hint = hint.into_iter().filter(|&h| h < n).take(16).collect();
-                p.rescan();
-            }
-        }
-        if let Some(p) = self.peers.get(&peer) {
-            timeout_added(&self.next_timeout, p.backoff_until);
-        }
-        self.fill_some.insert(peer);
-    }
-
-    /// `peer`, which refused us as busy, has a slot reserved for us now.
-    pub fn handle_peer_available(&mut self, now: Time, peer: PeerId) {
-        self.tick(now);
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.backoff_until = Time::ZERO;
-            p.busy_streak = 0;
-            if p.waiting {
-                p.waiting = false;
-                self.waiting_on -= 1;
-            }
-            self.next_timeout.set(None);
-            self.fill_some.insert(peer);
-            self.prefer = Some(peer);
-        }
-    }
-
-    /// The request for `piece` to `peer` failed without an answer (stream
-    /// reset, short read).
-    pub fn handle_request_failed(&mut self, now: Time, peer: PeerId, piece: u32) {
-        self.tick(now);
-        if !self.end_request(peer, piece) {
-            return;
-        }
-        self.stats.failed += 1;
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.backoff_until = self.now + self.config.busy_backoff;
-            timeout_added(&self.next_timeout, p.backoff_until);
-        }
-    }
-
-    /// Gives up requests past their deadline and ends back-offs.
-    pub fn handle_timeout(&mut self, now: Time) {
-        self.tick(now);
-        self.next_timeout.set(None);
-        let now = self.now;
-        let mut expired = Vec::new();
-        for (&id, p) in &self.peers {
-            if p.backoff_until != Time::ZERO && p.backoff_until <= now {
-                self.fill_some.insert(id);
-            }
-            for r in &p.requests {
-                if r.deadline <= now {
-                    expired.push((id, r.piece));
-                }
-            }
-        }
-        for (id, piece) in expired {
-            self.stats.timeouts += 1;
-            self.cancel(id, piece);
-            let Some(p) = self.peers.get_mut(&id) else {
-                continue;
-            };
-            p.timeouts_in_row += 1;
-            p.rate = p.rate.map(|r| r / 2.0);
-            p.backoff_until = now + self.config.max_backoff;
-            if p.timeouts_in_row >= self.config.max_timeouts {
-                self.drop_peer(id, DropReason::Unresponsive);
-            }
-        }
-        for p in self.peers.values_mut() {
-            if p.backoff_until <= now {
-                p.backoff_until = Time::ZERO;
-                if p.waiting {
-                    p.waiting = false;
-                    self.waiting_on -= 1;
-                }
-            }
-        }
     }
 
     /// The next thing to do, if any. Chooses new requests when inputs since
@@ -724,9 +352,21 @@ impl Download {
             for (&id, p) in self.peers.iter_mut() {
                 if p.has.get(piece) {
                     p.note_fresh(piece);
-                    self.fill_some.insert(id);
+                    self.fill_some.push(id);
                 }
             }
+        }
+    }
+
+    /// `peer` may have something new to request: look at it at the next
+    /// fill.
+    pub(super) fn news(&mut self, peer: PeerId) {
+        if self.fill_some.last() != Some(&peer) {
+            self.fill_some.push(peer);
+        }
+        if self.fill_some.len() > 4 * self.peers.len() + 16 {
+            self.fill_some.sort_unstable();
+            self.fill_some.dedup();
         }
     }
 
@@ -771,7 +411,7 @@ impl Download {
         for r in p.requests {
             self.release(r.piece);
         }
-        self.fill_some.remove(&peer);
+        self.fill_some.retain(|&p| p != peer);
         self.next_timeout.set(None);
     }
 

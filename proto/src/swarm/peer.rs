@@ -2,8 +2,9 @@
 //! its pieces, the requests in flight to it, and how fast it delivers.
 //!
 //! The throughput estimate sizes the request pipeline: enough bytes in
-//! flight to cover the target latency at the peer's measured rate, plus one
-//! request to probe for more. It is measured over busy periods (time with at
+//! flight to cover the target latency at the peer's measured rate. More
+//! than that only holds the peer's upload slots longer (the simulator found
+//! one request per ordinary peer best on fast links). It is measured over busy periods (time with at
 //! least one request outstanding), so idle gaps do not dilute it and the
 //! first-byte latency is included, which is what the pipeline must cover.
 
@@ -17,7 +18,6 @@ use crate::time::Time;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Request {
     pub piece: u32,
-    pub sent_at: Time,
     pub deadline: Time,
 }
 
@@ -82,7 +82,7 @@ impl PeerState {
             None => min,
             Some(rate) => {
                 let bytes = rate * config.target_latency.as_secs_f64();
-                1 + (bytes / piece_len.max(1) as f64).ceil() as u32
+                (bytes / piece_len.max(1) as f64).ceil() as u32
             }
         };
         want.clamp(min, max.max(min)) as usize
@@ -106,11 +106,7 @@ impl PeerState {
             self.busy_since = now;
             self.busy_bytes = 0;
         }
-        self.requests.push(Request {
-            piece,
-            sent_at: now,
-            deadline,
-        });
+        self.requests.push(Request { piece, deadline });
     }
 
     /// Removes the request for `piece`, if there is one.

@@ -22,8 +22,6 @@
 //! news; once a scan finds nothing, only pieces that became requestable
 //! since (its `have`s, released requests) are looked at.
 
-use std::ops::Range;
-
 use super::PeerId;
 use super::download::{Action, Download};
 use super::peer::PeerState;
@@ -41,6 +39,11 @@ impl Download {
         if self.in_flight >= target {
             // Keep the news for when a request ends.
             self.window.hit();
+            return;
+        }
+        let seeds_may = !self.seeds.is_empty()
+            && (self.unavailable > 0 || self.seeds_hinted() || self.starving());
+        if !self.fill_all && self.fill_some.is_empty() && !seeds_may {
             return;
         }
         let fill_all = std::mem::take(&mut self.fill_all);
@@ -99,7 +102,7 @@ impl Download {
     }
 
     /// Fills one peer's pipeline; false once the window (`target`) is full.
-    fn fill_peer(&mut self, id: PeerId, starving: bool, target: u32, window: &Range<u32>) -> bool {
+    fn fill_peer(&mut self, id: PeerId, starving: bool, target: u32, window: &[u32]) -> bool {
         let now = self.now;
         loop {
             if self.in_flight >= target {
@@ -130,6 +133,14 @@ impl Download {
         }
     }
 
+    /// Whether a seed gave hints not yet followed.
+    fn seeds_hinted(&self) -> bool {
+        self.seeds
+            .iter()
+            .filter_map(|id| self.peers.get(id))
+            .any(|p| !p.hint.is_empty())
+    }
+
     /// Whether the other peers fail to keep this download busy, so that
     /// seeds may be asked for anything.
     fn starving(&self) -> bool {
@@ -143,20 +154,21 @@ impl Download {
         if self.in_flight - (to_seeds as u32) < cfg.seed_starve_in_flight {
             return true;
         }
+        // The rate only says something once it was measured over a whole
+        // horizon; before that every download looks slow.
+        let measured = self
+            .started
+            .is_some_and(|t| self.now >= t + cfg.rate_horizon);
         match cfg.download_rate {
-            Some(budget) => self.download_rate().unwrap_or(0.0) < budget * cfg.seed_starve_rate,
-            None => false,
+            Some(budget) if measured => {
+                self.download_rate().unwrap_or(0.0) < budget * cfg.seed_starve_rate
+            }
+            _ => false,
         }
     }
 
     /// The best piece to request from `id` outside the end-game.
-    fn pick(
-        &mut self,
-        id: PeerId,
-        starving: bool,
-        endgame: bool,
-        window: &Range<u32>,
-    ) -> Option<u32> {
+    fn pick(&mut self, id: PeerId, starving: bool, endgame: bool, window: &[u32]) -> Option<u32> {
         let p = self.peers.get_mut(&id)?;
         let seed = p.is_seed();
         if seed && !starving && p.hint.is_empty() && self.unavailable == 0 {
@@ -180,7 +192,7 @@ impl Download {
         id: PeerId,
         starving: bool,
         fresh: Option<&[u32]>,
-        window: &Range<u32>,
+        window: &[u32],
     ) -> Option<u32> {
         let now = self.now;
         let p = self.peers.get(&id)?;
@@ -212,7 +224,7 @@ impl Download {
                 .min_by_key(|&i| key(i));
         }
         // 2. The streaming window, then 3. rarest first.
-        if let Some(i) = window.clone().find(|&i| requestable(i) && allowed(i)) {
+        if let Some(&i) = window.iter().find(|&&i| requestable(i) && allowed(i)) {
             return Some(i);
         }
         have.iter_missing()
@@ -220,12 +232,14 @@ impl Download {
             .min_by_key(|&i| (pieces[i as usize].avail, self.rank[i as usize]))
     }
 
-    /// The first `window` missing pieces from the read position on.
-    fn stream_window(&self) -> Range<u32> {
-        let first = self.have.iter_missing().find(|&i| i >= self.read_pos);
-        first.map_or(0..0, |f| {
-            f..f.saturating_add(self.config.window).min(self.have.len())
-        })
+    /// The first `window` missing pieces from the read position on, in
+    /// order: what the client's in-order stream needs next.
+    fn stream_window(&self) -> Vec<u32> {
+        self.have
+            .iter_missing()
+            .skip_while(|&i| i < self.read_pos)
+            .take(self.config.window as usize)
+            .collect()
     }
 
     /// A duplicate request for the end-game.

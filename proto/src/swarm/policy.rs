@@ -68,7 +68,13 @@ pub trait ServePolicy {
 
     /// A peer connected, holding `pieces`, with relative upload capacity
     /// `upload_weight` (1.0 when unknown).
-    fn on_peer_connected(&mut self, now: Time, peer: PeerId, pieces: &Bitfield, upload_weight: f64) {
+    fn on_peer_connected(
+        &mut self,
+        now: Time,
+        peer: PeerId,
+        pieces: &Bitfield,
+        upload_weight: f64,
+    ) {
         let _ = (now, peer, pieces, upload_weight);
     }
 
@@ -107,8 +113,13 @@ impl<P: ServePolicy + ?Sized> ServePolicy for Box<P> {
     }
 }
 
-/// The policy of an ordinary peer: serve any piece held; free slots go to
-/// the longest waiting peer.
+/// The policy of an ordinary peer: serve any piece held; a free slot goes
+/// to the longest waiting peer.
+///
+/// (Calling the peer that holds the fewest pieces first was tried in the
+/// simulator: it evened out an upload-bound swarm slightly but made the
+/// download-bound one half again slower, because peers moving in lockstep
+/// have little to trade.)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServeAll;
 

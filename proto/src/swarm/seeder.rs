@@ -10,19 +10,19 @@
 //! - A request for a piece that has been handed out more often than some
 //!   piece the requester lacks is refused with [`Rejection::Redirect`],
 //!   whose hint names the least distributed pieces the requester lacks
-//!   (least promised to others, then rarest in the swarm, ties broken by a
-//!   seeded RNG). Hinted pieces count as promised for a while, so that
+//!   (least promised to others, then rarest in the swarm, then lowest
+//!   index, so that pieces enter the swarm in the order clients read them). Hinted pieces count as promised for a while, so that
 //!   concurrent requesters receive different hints. Hence each piece goes
-//!   out once before any piece goes out twice.
+//!   out once before any piece goes out twice. A piece whose first copy
+//!   has not yet been announced by its receiver is not sent again for a
+//!   while (`transit_grace`): the requester is redirected to wait for it
+//!   at that peer.
 //! - Each peer may have a number of concurrent uploads from the seed
 //!   proportional to its upload weight, and among queued requests the peer
 //!   that received least relative to its weight goes first.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
-
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use super::PeerId;
 use super::policy::{Admission, Rejection, ServePolicy};
@@ -39,6 +39,10 @@ pub struct SuperSeedConfig {
     /// Concurrent uploads to a peer of average upload weight; a peer gets
     /// this times its weight relative to the mean, at least one.
     pub per_peer_active: f64,
+    /// How long after sending a piece that no peer announced yet the seed
+    /// refuses to send it again (the copy is on its way). After that the
+    /// receiver is assumed gone.
+    pub transit_grace: Duration,
 }
 
 impl Default for SuperSeedConfig {
@@ -47,6 +51,7 @@ impl Default for SuperSeedConfig {
             hint_len: 2,
             promise_ttl: Duration::from_secs(2),
             per_peer_active: 2.0,
+            transit_grace: Duration::from_secs(2),
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct SuperSeed {
     admitted: Vec<u32>,
     /// Outstanding hints naming each piece.
     promised: Vec<u32>,
+    /// When each piece was last admitted.
+    last_sent: Vec<Option<Time>>,
     /// Copies delivered, per piece.
     delivered: Vec<u32>,
     /// Connected peers holding each piece.
@@ -74,23 +81,22 @@ pub struct SuperSeed {
     peers: BTreeMap<PeerId, SeedPeer>,
     /// Outstanding promises, oldest first (the TTL is constant).
     promises: VecDeque<(Time, PeerId, u32)>,
-    rng: SmallRng,
     pieces: u32,
 }
 
 impl SuperSeed {
-    /// A policy for a blob of `pieces` pieces; `rng_seed` breaks ties.
-    pub fn new(config: SuperSeedConfig, pieces: u32, rng_seed: u64) -> Self {
+    /// A policy for a blob of `pieces` pieces.
+    pub fn new(config: SuperSeedConfig, pieces: u32) -> Self {
         let n = pieces as usize;
         SuperSeed {
             config,
             admitted: vec![0; n],
             promised: vec![0; n],
+            last_sent: vec![None; n],
             delivered: vec![0; n],
             avail: vec![0; n],
             peers: BTreeMap::new(),
             promises: VecDeque::new(),
-            rng: SmallRng::seed_from_u64(rng_seed),
             pieces,
         }
     }
@@ -135,26 +141,30 @@ impl SuperSeed {
     }
 
     /// Pieces `peer` lacks that went out less often than `piece`: least
-    /// admitted first, then least promised, then rarest, then random.
+    /// admitted first, then least promised, then rarest, then lowest index.
+    /// In index order because every client reads its blob from the start:
+    /// pieces entering the swarm in order are what the streaming windows
+    /// ask for first (random order left the in-order stream at 5% of the
+    /// blob while the download was at 50%).
     fn better_pieces(&mut self, peer: PeerId, piece: u32, held: &Bitfield) -> Vec<u32> {
         let limit = self.admitted[piece as usize];
         if limit == 0 {
             return Vec::new();
         }
         let has = self.peers.get(&peer).map(|p| &p.has);
-        let mut better: Vec<(u32, u32, u32, u32, u32)> = Vec::new();
+        let mut better: Vec<(u32, u32, u32, u32)> = Vec::new();
         for i in held.iter_held() {
             if i >= self.pieces || has.is_some_and(|h| h.get(i)) {
                 continue;
             }
             let (a, p) = (self.admitted[i as usize], self.promised[i as usize]);
             if a < limit {
-                better.push((a, p, self.avail[i as usize], self.rng.random(), i));
+                better.push((a, p, self.avail[i as usize], i));
             }
         }
         better.sort_unstable();
         better.truncate(self.config.hint_len.max(1));
-        better.into_iter().map(|b| b.4).collect()
+        better.into_iter().map(|b| b.3).collect()
     }
 }
 
@@ -173,7 +183,15 @@ impl ServePolicy for SuperSeed {
             }
             return Admission::Reject(Rejection::Redirect { hint });
         }
-        self.admitted[piece as usize] += 1;
+        let i = piece as usize;
+        let on_its_way = self.last_sent[i].is_some_and(|t| now < t + self.config.transit_grace);
+        if self.admitted[i] > 0 && self.avail[i] == 0 && on_its_way {
+            // Its first copy is still on its way into the swarm: the
+            // requester will see it at a peer in a moment.
+            return Admission::Reject(Rejection::Redirect { hint: Vec::new() });
+        }
+        self.admitted[i] += 1;
+        self.last_sent[i] = Some(now);
         Admission::Allow
     }
 
@@ -261,102 +279,4 @@ impl ServePolicy for SuperSeed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::swarm::{UploadAction, UploadConfig, Uploader};
-
-    fn seeder(pieces: u32) -> Uploader<SuperSeed> {
-        let cfg = UploadConfig {
-            max_active: 64,
-            ..UploadConfig::default()
-        };
-        let policy = SuperSeed::new(SuperSeedConfig::default(), pieces, 7);
-        Uploader::new(cfg, Bitfield::full(pieces), policy)
-    }
-
-    #[test]
-    fn every_piece_once_before_any_twice() {
-        let n = 16;
-        let mut s = seeder(n);
-        let t = Time::ZERO;
-        for p in 0..4 {
-            s.handle_peer_connected(t, PeerId(p), &Bitfield::new(n), 1.0);
-        }
-        // Everybody asks for the first piece it lacks, streaming-style, and
-        // follows hints.
-        let mut has = vec![Bitfield::new(n); 4];
-        let mut served = Vec::new();
-        let mut asks: VecDeque<(PeerId, u32)> = (0..4).map(|p| (PeerId(p), 0)).collect();
-        while let Some((peer, piece)) = asks.pop_front() {
-            s.handle_request(t, peer, piece);
-            while let Some(a) = s.poll_action() {
-                match a {
-                    UploadAction::Serve { peer, piece } => {
-                        served.push(piece);
-                        s.handle_upload_done(t, peer, piece);
-                        s.handle_have(t, peer, piece);
-                        has[peer.0 as usize].set(piece);
-                        if served.len() < n as usize {
-                            let next = has[peer.0 as usize].first_missing().unwrap();
-                            asks.push_back((peer, next));
-                        }
-                    }
-                    UploadAction::Reject {
-                        peer,
-                        reason: Rejection::Redirect { hint },
-                        ..
-                    } => asks.push_back((peer, hint[0])),
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-        }
-        // The first n uploads are n distinct pieces; repeats only after.
-        let mut first: Vec<u32> = served[..n as usize].to_vec();
-        first.sort_unstable();
-        assert_eq!(first, (0..n).collect::<Vec<_>>(), "{served:?}");
-    }
-
-    #[test]
-    fn per_peer_limit_follows_weight() {
-        let mut s = seeder(8);
-        let t = Time::ZERO;
-        s.handle_peer_connected(t, PeerId(1), &Bitfield::new(8), 3.0);
-        s.handle_peer_connected(t, PeerId(2), &Bitfield::new(8), 1.0);
-        assert_eq!(s.policy().peer_limit(PeerId(1)), 3);
-        assert_eq!(s.policy().peer_limit(PeerId(2)), 1);
-    }
-
-    #[test]
-    fn promises_expire() {
-        let mut s = seeder(4);
-        let t = Time::ZERO;
-        s.handle_peer_connected(t, PeerId(1), &Bitfield::new(4), 1.0);
-        s.handle_peer_connected(t, PeerId(2), &Bitfield::new(4), 1.0);
-        s.handle_request(t, PeerId(1), 0);
-        assert!(matches!(s.poll_action(), Some(UploadAction::Serve { .. })));
-        s.handle_request(t, PeerId(2), 0);
-        let Some(UploadAction::Reject {
-            reason: Rejection::Redirect { hint },
-            ..
-        }) = s.poll_action()
-        else {
-            panic!("expected a redirect");
-        };
-        assert!(!hint.contains(&0));
-        // After the promise expires and every piece is out once, 0 is fine.
-        let later = Time::from_millis(10_000);
-        for i in 1..4 {
-            s.handle_request(later, PeerId(1), i);
-        }
-        s.handle_request(later, PeerId(2), 0);
-        s.handle_upload_done(later, PeerId(1), 0);
-        let mut served = 0;
-        while let Some(a) = s.poll_action() {
-            if let UploadAction::Serve { peer, piece } = a {
-                served += 1;
-                s.handle_upload_done(later, peer, piece);
-            }
-        }
-        assert_eq!(served, 4);
-    }
-}
+mod tests;

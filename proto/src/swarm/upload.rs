@@ -183,7 +183,13 @@ impl<P: ServePolicy> Uploader<P> {
     }
 
     /// A peer connected; see [`ServePolicy::on_peer_connected`].
-    pub fn handle_peer_connected(&mut self, now: Time, peer: PeerId, pieces: &Bitfield, weight: f64) {
+    pub fn handle_peer_connected(
+        &mut self,
+        now: Time,
+        peer: PeerId,
+        pieces: &Bitfield,
+        weight: f64,
+    ) {
         self.policy.on_peer_connected(now, peer, pieces, weight);
     }
 

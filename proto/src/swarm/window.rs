@@ -40,11 +40,11 @@ impl Window {
             last_adjust: None,
             at_budget: 0,
         };
-        w.size = w.from_rate(config, config.download_rate.unwrap_or(0.0), piece_size);
+        w.size = w.size_for_rate(config, config.download_rate.unwrap_or(0.0), piece_size);
         w
     }
 
-    fn from_rate(&self, cfg: &DownloadConfig, rate: f64, piece_size: u32) -> u32 {
+    fn size_for_rate(&self, cfg: &DownloadConfig, rate: f64, piece_size: u32) -> u32 {
         let pieces = rate * cfg.target_latency.as_secs_f64() / f64::from(piece_size.max(1));
         let want = (pieces.ceil() as u32).saturating_add(cfg.extra_in_flight);
         clamp(cfg, want)
@@ -54,7 +54,7 @@ impl Window {
     pub fn target(&self, cfg: &DownloadConfig, measured: Option<f64>, piece_size: u32) -> u32 {
         match cfg.download_rate {
             Some(_) => self.size,
-            None => self.from_rate(cfg, measured.unwrap_or(0.0), piece_size),
+            None => self.size_for_rate(cfg, measured.unwrap_or(0.0), piece_size),
         }
     }
 

@@ -62,7 +62,7 @@ pub(super) fn rank(state: &mut TrackerState, a: &Announce) -> Vec<PeerInfo> {
         );
         ranked.push((key, id, e));
     }
-    ranked.sort_by(|x, y| x.0.cmp(&y.0));
+    ranked.sort_by_key(|x| x.0);
     ranked.truncate(config.max_reply_peers);
     let mut reply: Vec<PeerInfo> = Vec::new();
     if !seeds.is_empty() && !covers(a, ranked.iter().map(|r| &r.2.pieces)) {

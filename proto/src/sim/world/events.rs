@@ -101,6 +101,9 @@ impl World<'_> {
                 idle = false;
                 match action {
                     UploadAction::Serve { peer, piece } => {
+                        if i == 0 {
+                            self.seed_order.push(piece);
+                        }
                         let bytes = self.layout.piece_len(piece) as f64;
                         let now = self.now.as_secs_f64();
                         self.fluid.start(now, i, peer.0 as usize, piece, bytes);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::swarm::Rejection;
 
 const N: u32 = 16;
 const PIECE: u32 = 1 << 20;
@@ -251,7 +252,7 @@ fn timeouts_retry_elsewhere_then_drop() {
 }
 
 #[test]
-fn busy_backs_off_exponentially() {
+fn busy_backs_off_until_called_back() {
     let mut d = download(config());
     d.handle_peer_connected(T0, PeerId(1), PeerKind::Peer, Bitfield::full(N));
     let [(1, piece)] = requests(&drain(&mut d))[..] else {
@@ -259,13 +260,17 @@ fn busy_backs_off_exponentially() {
     };
     d.handle_request_rejected(T0, PeerId(1), piece, Rejection::Busy);
     assert_eq!(drain(&mut d), []);
-    assert_eq!(d.poll_timeout(), Some(Time::from_millis(50)));
-    d.handle_timeout(Time::from_millis(50));
+    // Left alone for the back-off, which doubles per refusal…
+    assert_eq!(d.poll_timeout(), Some(Time::from_millis(500)));
+    d.handle_timeout(Time::from_millis(500));
     let [(1, piece)] = requests(&drain(&mut d))[..] else {
         panic!()
     };
-    d.handle_request_rejected(Time::from_millis(50), PeerId(1), piece, Rejection::Busy);
-    assert_eq!(d.poll_timeout(), Some(Time::from_millis(150)));
+    d.handle_request_rejected(Time::from_millis(500), PeerId(1), piece, Rejection::Busy);
+    assert_eq!(d.poll_timeout(), Some(Time::from_millis(1500)));
+    // …unless the peer calls back first.
+    d.handle_peer_available(Time::from_millis(600), PeerId(1));
+    assert_eq!(requests(&drain(&mut d)).len(), 1);
 }
 
 #[test]
