@@ -11,7 +11,15 @@
 //! shared max-min fairly among running transfers. Everything random is
 //! drawn from [`Scenario::rng_seed`], so a run is reproducible bit for bit.
 //!
-//! `shoal-bench` uses it for swarms too large for one machine.
+//! `shoal-bench` can use it for swarms too large for one machine. Cost:
+//! every change of the running transfers recomputes all rates (progressive
+//! filling, O(T log L) for T transfers over L links, at most once per
+//! [`Scenario::rate_quantum`]); the 50-peer DESIGN.md scenarios take about
+//! a second in a release build, 200 peers about ten. Thousands of nodes
+//! would need a local rate model (each transfer at the lesser of its two
+//! ends' fair shares, updated only around the change); the state machines
+//! themselves are cheap (a full scan of the missing pieces only for a peer
+//! with news).
 
 mod fluid;
 mod report;

@@ -5,18 +5,29 @@
 //! agent, the supernode and the simulator in [`crate::sim`] drive the same
 //! code:
 //!
-//! - [`Download`]: the agent's piece scheduler for one blob: streaming
-//!   window, rarest-first with seeded tie-breaks, per-peer request pipelines
-//!   sized from measured throughput, end-game duplicates, timeouts, bans.
-//! - [`Uploader`]: the serving side every peer runs: a bounded number of
-//!   concurrent uploads and a bounded queue; beyond that a request is
-//!   refused as busy so the requester goes elsewhere. What may be served is
-//!   decided by a [`ServePolicy`]: [`ServeAll`] for ordinary peers,
-//!   [`SuperSeed`] for the supernode (each piece out once before any piece
-//!   twice, in proportion to the requesters' upload capacity).
+//! - [`Download`]: the agent's piece scheduler for one blob: a streaming
+//!   window at the client's read position, rarest-first with seeded
+//!   tie-breaks, a total request window sized by feedback from the download
+//!   budget, per-peer pipelines sized from measured throughput, the seed as
+//!   a last resort, end-game duplicates, timeouts and bans.
+//! - [`Uploader`]: the serving side every node runs: a few concurrent
+//!   uploads (more while the link has spare capacity); a request beyond
+//!   that is refused as [`Rejection::Busy`], its sender put on a wait list
+//!   and called back ([`UploadAction::Available`]) when a slot frees. What
+//!   may be served, and who is called first, is a [`ServePolicy`]:
+//!   [`ServeAll`] for ordinary peers, [`SuperSeed`] for the supernode
+//!   ([`Seeder`]): each piece out once before any piece twice, in index
+//!   order, in proportion to the requesters' upload weights.
+//!
+//! How they talk (what a driver carries over the wire): a [`Download`]'s
+//! `Request`/`Cancel` become piece requests; an [`Uploader`]'s `Serve` is
+//! the piece, `Reject` the refusal (`Busy`, `NotHeld`, or `Redirect` with a
+//! hint list from a seed), `Available` a small call-back message. `have`
+//! updates feed both sides.
 //!
 //! Peers are named by [`PeerId`], which the driver assigns; the state
-//! machines never see addresses or connections.
+//! machines never see addresses or connections. The defaults of every
+//! configuration are what the simulator found best (see `sim`).
 
 mod download;
 mod peer;

@@ -51,8 +51,11 @@ pub struct Scenario {
     pub super_seed: SuperSeedConfig,
     /// The tracker.
     pub tracker: TrackerConfig,
-    /// Connections a node accepts or opens at most.
+    /// Connections a peer accepts or opens at most.
     pub max_connections: usize,
+    /// Connections the seed accepts at most: a supernode serves the whole
+    /// swarm, and a seed reachable by only some peers starves the rest.
+    pub seed_max_connections: usize,
     /// Peers (indices `0..peers`) whose uploads fail verification.
     pub bad_peers: Vec<usize>,
     /// Peers that leave, when, and how.
@@ -99,6 +102,7 @@ impl Scenario {
             super_seed: SuperSeedConfig::default(),
             tracker: TrackerConfig::default(),
             max_connections: 64,
+            seed_max_connections: 4096,
             bad_peers: Vec::new(),
             leaves: Vec::new(),
             time_limit: Duration::from_secs(3600),

@@ -9,7 +9,7 @@
 //! so every scheduling decision is the state machines' own.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;

@@ -92,11 +92,16 @@ impl PeerState {
     /// up.
     pub fn deadline(&self, config: &DownloadConfig, now: Time, piece_len: u64) -> Time {
         let ahead = (self.requests.len() + 1) as f64 * piece_len as f64;
+        // At the measured rate if known, and never faster than the slowest
+        // rate still worth waiting for: a large piece on a shared link
+        // legitimately takes long, and cutting it off only to ask again
+        // wastes everything sent so far.
+        let slowest = ahead / config.min_rate.max(1.0);
         let expected = match self.rate {
-            Some(rate) if rate > 0.0 => ahead / rate,
+            Some(rate) if rate > 0.0 => (ahead / rate) * config.timeout_factor,
             _ => 0.0,
         };
-        let scaled = Duration::from_secs_f64((expected * config.timeout_factor).min(3600.0));
+        let scaled = Duration::from_secs_f64(expected.max(slowest).min(3600.0));
         now + config.request_timeout.max(scaled)
     }
 

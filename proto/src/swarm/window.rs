@@ -106,3 +106,68 @@ fn clamp(cfg: &DownloadConfig, n: u32) -> u32 {
     let min = cfg.min_in_flight.max(1);
     n.clamp(min, cfg.max_in_flight.max(min))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const MIB: f64 = 1_048_576.0;
+
+    fn config() -> DownloadConfig {
+        DownloadConfig {
+            download_rate: Some(4.0 * MIB),
+            target_latency: Duration::from_millis(250),
+            extra_in_flight: 2,
+            ..DownloadConfig::default()
+        }
+    }
+
+    #[test]
+    fn starts_from_the_budget() {
+        // 4 MiB/s × 250 ms = 1 MiB = 2 pieces of 512 KiB, plus 2.
+        let w = Window::new(&config(), 512 * 1024);
+        assert_eq!(w.size(), 4);
+        // Without a budget it follows the measured rate.
+        let cfg = DownloadConfig {
+            download_rate: None,
+            ..config()
+        };
+        let w = Window::new(&cfg, 512 * 1024);
+        assert_eq!(w.target(&cfg, None, 512 * 1024), 2);
+        assert_eq!(w.target(&cfg, Some(8.0 * MIB), 512 * 1024), 6);
+    }
+
+    #[test]
+    fn grows_below_budget_only_when_it_held_requests_back() {
+        let cfg = config();
+        let mut w = Window::new(&cfg, 512 * 1024);
+        let start = Time::ZERO;
+        let mut t = Time::from_millis(1000);
+        w.adapt(&cfg, t, start, Some(2.0 * MIB));
+        assert_eq!(w.size(), 4, "not limited: nothing to gain");
+        t += cfg.window_interval;
+        w.hit();
+        w.adapt(&cfg, t, start, Some(2.0 * MIB));
+        assert_eq!(w.size(), 5);
+        // At most one step per interval.
+        w.hit();
+        w.adapt(&cfg, t, start, Some(2.0 * MIB));
+        assert_eq!(w.size(), 5);
+    }
+
+    #[test]
+    fn shrinks_after_a_while_at_budget() {
+        let cfg = config();
+        let mut w = Window::new(&cfg, 512 * 1024);
+        let mut t = Time::from_millis(1000);
+        for _ in 0..SHRINK_AFTER - 1 {
+            w.adapt(&cfg, t, Time::ZERO, Some(4.0 * MIB));
+            t += cfg.window_interval;
+        }
+        assert_eq!(w.size(), 4);
+        w.adapt(&cfg, t, Time::ZERO, Some(4.0 * MIB));
+        assert_eq!(w.size(), 3);
+    }
+}

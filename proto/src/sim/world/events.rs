@@ -35,14 +35,20 @@ impl World<'_> {
     }
 
     pub(super) fn connect(&mut self, a: usize, b: usize) {
-        let max = self.sc.max_connections;
+        let max = |i: usize| {
+            if i == 0 {
+                self.sc.seed_max_connections
+            } else {
+                self.sc.max_connections
+            }
+        };
         let (na, nb) = (&self.nodes[a], &self.nodes[b]);
         if a == b
             || !na.alive
             || !nb.alive
             || na.conns.contains(&b)
-            || na.conns.len() >= max
-            || nb.conns.len() >= max
+            || na.conns.len() >= max(a)
+            || nb.conns.len() >= max(b)
         {
             return;
         }

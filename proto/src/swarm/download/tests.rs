@@ -218,6 +218,7 @@ fn corrupt_piece_bans_the_sender() {
 fn timeouts_retry_elsewhere_then_drop() {
     let cfg = DownloadConfig {
         request_timeout: Duration::from_secs(1),
+        min_rate: f64::from(PIECE) * 4.0,
         max_timeouts: 2,
         ..config()
     };
@@ -249,6 +250,15 @@ fn timeouts_retry_elsewhere_then_drop() {
     }));
     assert_eq!(d.peer_count(), 0);
     assert_eq!(d.in_flight(), 0);
+}
+
+#[test]
+fn large_pieces_are_given_time() {
+    // 1 MiB at the slowest worthwhile 128 KiB/s: 8 s, not the 5 s minimum.
+    let mut d = download(config());
+    d.handle_peer_connected(T0, PeerId(1), PeerKind::Peer, Bitfield::full(N));
+    assert_eq!(requests(&drain(&mut d)).len(), 1);
+    assert_eq!(d.poll_timeout(), Some(Time::from_millis(8000)));
 }
 
 #[test]
@@ -318,4 +328,60 @@ fn bad_input_from_peers_is_refused() {
             ..
         }]
     ));
+}
+
+#[test]
+fn window_covers_the_next_missing_pieces() {
+    let mut have = Bitfield::new(N);
+    have.set(5);
+    have.set(6);
+    let cfg = DownloadConfig {
+        window: 2,
+        min_depth: 2,
+        max_depth: 2,
+        ..config()
+    };
+    let mut d = Download::new(cfg, layout(), have, 1);
+    d.handle_read_position(T0, 4);
+    d.handle_peer_connected(T0, PeerId(2), PeerKind::Peer, pieces(&[7]));
+    d.handle_peer_connected(T0, PeerId(1), PeerKind::Peer, pieces(&[4, 7, 9]));
+    let mut got = requests(&drain(&mut d));
+    got.sort_unstable();
+    // 9 is rarer than 7, but 4 and 7 are what the client reads next.
+    assert!(got.contains(&(1, 4)), "{got:?}");
+    assert!(got.iter().any(|r| r.1 == 7), "{got:?}");
+    assert!(!got.contains(&(1, 9)), "{got:?}");
+}
+
+#[test]
+fn an_empty_redirect_means_get_it_elsewhere() {
+    let mut d = download(config());
+    d.handle_peer_connected(T0, PeerId(9), PeerKind::Seed, Bitfield::full(N));
+    assert_eq!(requests(&drain(&mut d)), [(9, 0)]);
+    d.handle_request_rejected(T0, PeerId(9), 0, Rejection::Redirect { hint: vec![] });
+    let next = requests(&drain(&mut d));
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0], (9, 0));
+}
+
+#[test]
+fn seed_used_when_below_budget() {
+    let cfg = DownloadConfig {
+        seed_starve_in_flight: 0,
+        download_rate: Some(8.0 * 1048576.0),
+        window: 0,
+        min_depth: 4,
+        max_depth: 4,
+        ..config()
+    };
+    let mut d = download(cfg);
+    d.handle_peer_connected(T0, PeerId(9), PeerKind::Seed, Bitfield::full(N));
+    d.handle_peer_connected(T0, PeerId(1), PeerKind::Peer, Bitfield::full(N));
+    // Before the rate is measured, the seed is left alone.
+    let first = requests(&drain(&mut d));
+    assert!(first.iter().all(|r| r.0 == 1), "{first:?}");
+    // One 1 MiB piece in 3 s is far below 8 MiB/s: the seed may help.
+    d.handle_piece_verified(Time::from_millis(3000), PeerId(1), first[0].1);
+    let more = requests(&drain(&mut d));
+    assert!(more.iter().any(|r| r.0 == 9), "{more:?}");
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+#[cfg(doc)]
+use crate::swarm::Download;
 use crate::swarm::PeerId;
 
 /// Tuning of a [`Download`]. The defaults are what the simulator found
@@ -38,6 +40,9 @@ pub struct DownloadConfig {
     pub request_timeout: Duration,
     /// …or this many times its expected duration at the measured rate.
     pub timeout_factor: f64,
+    /// …and never before the piece would be done at this rate (bytes per
+    /// second): the slowest delivery still worth waiting for.
+    pub min_rate: f64,
     /// Consecutive timeouts after which a peer is dropped.
     pub max_timeouts: u32,
     /// How long a peer that refused as busy is left alone, unless it calls
@@ -76,6 +81,7 @@ impl Default for DownloadConfig {
             rate_horizon: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             timeout_factor: 4.0,
+            min_rate: 128.0 * 1024.0,
             max_timeouts: 3,
             busy_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(2),
