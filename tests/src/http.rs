@@ -12,19 +12,11 @@ use rustls::pki_types::CertificateDer;
 /// Per-request timeout: generous, it only guards against a hung test.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Installs rustls' ring crypto provider as the process default (idempotent).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use shoal_bench::http::{error_chain, install_crypto_provider};
 
 /// A client for plain-HTTP endpoints on loopback.
 pub fn client() -> reqwest::Client {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("build HTTP client")
+    shoal_bench::http::client(REQUEST_TIMEOUT)
 }
 
 /// A client that trusts exactly `ca` (a DER certificate) for HTTPS.
@@ -45,17 +37,4 @@ pub fn client_trusting(ca: &CertificateDer<'static>) -> reqwest::Client {
         .tls_backend_preconfigured(tls)
         .build()
         .expect("build HTTPS client")
-}
-
-/// An error with all its sources, `outer: inner: innermost` (reqwest's own
-/// `Display` leaves out the cause, e.g. the certificate problem).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }
