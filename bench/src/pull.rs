@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -241,13 +242,13 @@ impl Ctx<'_> {
         })
     }
 
-    /// Reads the whole body through the throttle, feeding `hasher`.
+    /// Reads the whole body through the throttle, handing each chunk to
+    /// `sink`.
     async fn read_body(
         &self,
         url: &str,
         resp: reqwest::Response,
-        hasher: &mut Sha256,
-        mut keep: Option<&mut Vec<u8>>,
+        mut sink: Sink<'_>,
     ) -> Result<u64, PullError> {
         let mut got = 0u64;
         let mut body = resp.bytes_stream();
@@ -263,10 +264,7 @@ impl Ctx<'_> {
             if let Some(progress) = &self.opts.progress {
                 progress.fetch_add(n, Ordering::Relaxed);
             }
-            hasher.update(&chunk);
-            if let Some(keep) = keep.as_deref_mut() {
-                keep.extend_from_slice(&chunk);
-            }
+            sink.feed(chunk).await;
             self.opts.throttle.consume(n).await;
         }
         Ok(got)
@@ -285,8 +283,11 @@ impl Ctx<'_> {
             .map(str::to_string);
         let mut hasher = Sha256::new();
         let mut body = Vec::new();
-        self.read_body(&url, resp, &mut hasher, Some(&mut body))
-            .await?;
+        let sink = Sink::Keep {
+            hasher: &mut hasher,
+            body: &mut body,
+        };
+        self.read_body(&url, resp, sink).await?;
         let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         let invalid = |detail: String| PullError::Invalid {
             url: url.clone(),
@@ -319,9 +320,10 @@ impl Ctx<'_> {
         if !resp.status().is_success() {
             return Err(status_error(&url, resp).await);
         }
-        let mut hasher = Sha256::new();
-        let got = self.read_body(&url, resp, &mut hasher, None).await?;
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        let mut hasher = BackgroundHasher::start();
+        let got = self.read_body(&url, resp, Sink::Hash(&mut hasher)).await;
+        let actual = format!("sha256:{}", hex::encode(hasher.finish().await));
+        let got = got?;
         if actual != digest || got != size {
             return Err(PullError::Invalid {
                 url,
@@ -329,6 +331,90 @@ impl Ctx<'_> {
             });
         }
         Ok((actual, got))
+    }
+}
+
+/// Where a body's chunks go.
+enum Sink<'a> {
+    /// Hashed inline and kept (manifests: small, needed whole).
+    Keep {
+        hasher: &'a mut Sha256,
+        body: &'a mut Vec<u8>,
+    },
+    /// Hashed on a thread of its own (blobs).
+    Hash(&'a mut BackgroundHasher),
+}
+
+impl Sink<'_> {
+    async fn feed(&mut self, chunk: Bytes) {
+        match self {
+            Sink::Keep { hasher, body } => {
+                hasher.update(&chunk);
+                body.extend_from_slice(&chunk);
+            }
+            Sink::Hash(h) => h.feed(chunk).await,
+        }
+    }
+}
+
+/// Bytes handed to the hashing thread at once: few thread hand-offs per
+/// blob, little memory.
+const HASH_BATCH: usize = 1 << 20;
+
+/// Hashes a blob on a blocking thread of its own, so that receiving the
+/// next bytes overlaps hashing the last ones (one core receives, the other
+/// hashes), as a runtime's pull overlaps its reads and its digest check.
+struct BackgroundHasher {
+    batch: Vec<Bytes>,
+    batched: usize,
+    tx: tokio::sync::mpsc::Sender<Vec<Bytes>>,
+    job: tokio::task::JoinHandle<Sha256>,
+}
+
+impl BackgroundHasher {
+    fn start() -> BackgroundHasher {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(8);
+        let job = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(batch) = rx.blocking_recv() {
+                for chunk in batch {
+                    hasher.update(&chunk);
+                }
+            }
+            hasher
+        });
+        BackgroundHasher {
+            batch: Vec::new(),
+            batched: 0,
+            tx,
+            job,
+        }
+    }
+
+    async fn feed(&mut self, chunk: Bytes) {
+        self.batched += chunk.len();
+        self.batch.push(chunk);
+        if self.batched >= HASH_BATCH {
+            self.flush().await;
+        }
+    }
+
+    async fn flush(&mut self) {
+        self.batched = 0;
+        let batch = std::mem::take(&mut self.batch);
+        // The hashing thread ends only when the sender is dropped.
+        let _ = self.tx.send(batch).await;
+    }
+
+    /// The sha256 of every byte fed.
+    async fn finish(mut self) -> [u8; 32] {
+        self.flush().await;
+        drop(self.tx);
+        self.job
+            .await
+            .expect("hashing thread panicked")
+            .finalize()
+            .into()
     }
 }
 

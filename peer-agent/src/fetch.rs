@@ -34,7 +34,7 @@ mod pieced;
 pub use pieced::PieceTask;
 
 /// Chunk size used when reading blobs back from disk.
-const READ_CHUNK: usize = 512 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 /// Largest batch written to disk in one blocking call.
 const WRITE_BATCH: usize = 4 * 1024 * 1024;
 
@@ -449,13 +449,13 @@ impl<S: BlobSource> Download<S> {
         let mut stream = body.stream.fuse();
         let mut pending = None;
         let tmp = Arc::new(self.fetcher.store.temp_path(&self.digest.hex()));
-        let mut file = Some(std::fs::File::create(&*tmp).map_err(|e| io_err(&tmp, e))?);
+        let file = std::fs::File::create(&*tmp).map_err(|e| io_err(&tmp, e))?;
         self.tx.send_replace(State::Running {
             size,
             written: 0,
             tmp: tmp.clone(),
         });
-        let mut hasher = Some(match &self.pieces {
+        let hasher = match &self.pieces {
             Some(progress) => {
                 let piece_size = piece_size_for(size);
                 *progress.tmp.lock().expect("lock") = Some(tmp.clone());
@@ -463,20 +463,21 @@ impl<S: BlobSource> Download<S> {
                 BlobHasher::Pieces(Box::new(PieceHasher::new(piece_size)), progress.clone())
             }
             None => BlobHasher::Whole(Hasher::new()),
-        });
-        let mut written = 0u64;
+        };
+        let writer = Writer::start(file, hasher, tmp.clone(), self.tx.clone());
+        let mut received = 0u64;
         let mut resumes = 0;
-        let outcome = loop {
+        let mut outcome = loop {
             let batch = match next_batch(&mut stream, &mut pending).await {
                 Ok(Some(b)) => b,
                 Ok(None) => break Ok(()),
                 Err(e) => {
-                    if resumes >= self.fetcher.resume_attempts || written >= size {
+                    if resumes >= self.fetcher.resume_attempts || received >= size {
                         break Err(FetchError::Source(e));
                     }
                     resumes += 1;
-                    tracing::info!(digest = %self.digest, offset = written, error = %e, "source stream broke; resuming");
-                    match self.source.open(written).await {
+                    tracing::info!(digest = %self.digest, offset = received, error = %e, "source stream broke; resuming");
+                    match self.source.open(received).await {
                         Ok(b) if b.total_size == size => {
                             stream = b.stream.fuse();
                             continue;
@@ -492,37 +493,25 @@ impl<S: BlobSource> Download<S> {
                     }
                 }
             };
-            if written + batch.len() as u64 > size {
+            if received + batch.len() as u64 > size {
                 break Err(FetchError::SizeMismatch {
                     source_label: label,
-                    got: written + batch.len() as u64,
+                    got: received + batch.len() as u64,
                     expected: size,
                 });
             }
-            let (f, h) = (file.take().expect("file"), hasher.take().expect("hasher"));
             let n = batch.len() as u64;
-            let path = tmp.clone();
-            let (f, h, res) = tokio::task::spawn_blocking(move || {
-                let (mut f, mut h) = (f, h);
-                h.update(&batch);
-                let res = f.write_all(&batch).map_err(|e| io_err(&path, e));
-                (f, h, res)
-            })
-            .await
-            .map_err(|e| FetchError::Io(e.to_string()))?;
-            file = Some(f);
-            hasher = Some(h);
-            if let Err(e) = res {
-                break Err(e);
+            if !writer.send(batch).await {
+                // The writer stopped on an error, which `finish` returns.
+                break Ok(());
             }
-            written += n;
+            received += n;
             metrics::counter!("shoal_fetch_bytes_total", "source" => label).increment(n);
-            self.tx.send_modify(|s| {
-                if let State::Running { written: w, .. } = s {
-                    *w = written;
-                }
-            });
         };
+        let (file, hasher, written, write_result) = writer.finish().await?;
+        if outcome.is_ok() {
+            outcome = write_result;
+        }
         let mut piece_map = None;
         let result = outcome.and_then(|()| {
             if written != size {
@@ -532,7 +521,7 @@ impl<S: BlobSource> Download<S> {
                     expected: size,
                 });
             }
-            let (actual, map) = hasher.take().expect("hasher").finish();
+            let (actual, map) = hasher.finish();
             piece_map = map;
             if actual != self.digest {
                 return Err(FetchError::DigestMismatch {
@@ -567,6 +556,64 @@ impl<S: BlobSource> Download<S> {
                 Err(e)
             }
         }
+    }
+}
+
+/// Batches queued for the writer thread: enough to keep the network side
+/// reading while a batch is hashed and written, little enough to bound
+/// memory (at most this many × [`WRITE_BATCH`] per download).
+const WRITER_QUEUE: usize = 4;
+
+/// Hashes and writes a download's bytes on a blocking thread of its own,
+/// so that receiving the next bytes overlaps hashing and writing the last
+/// ones. Publishes each batch's end as the download's `written` offset
+/// once the batch is on disk.
+struct Writer {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    job: tokio::task::JoinHandle<(std::fs::File, BlobHasher, u64, Result<(), FetchError>)>,
+}
+
+impl Writer {
+    fn start(
+        file: std::fs::File,
+        hasher: BlobHasher,
+        path: Arc<PathBuf>,
+        state: watch::Sender<State>,
+    ) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITER_QUEUE);
+        let job = tokio::task::spawn_blocking(move || {
+            let (mut file, mut hasher, mut written) = (file, hasher, 0u64);
+            while let Some(batch) = rx.blocking_recv() {
+                hasher.update(&batch);
+                if let Err(e) = file.write_all(&batch) {
+                    return (file, hasher, written, Err(io_err(&path, e)));
+                }
+                written += batch.len() as u64;
+                state.send_modify(|s| {
+                    if let State::Running { written: w, .. } = s {
+                        *w = written;
+                    }
+                });
+            }
+            (file, hasher, written, Ok(()))
+        });
+        Writer { tx, job }
+    }
+
+    /// Queues `batch`; false when the writer has stopped on an error.
+    async fn send(&self, batch: Bytes) -> bool {
+        self.tx.send(batch).await.is_ok()
+    }
+
+    /// Waits for every queued batch to be written; returns the file, the
+    /// hasher, the bytes written and the first write error.
+    async fn finish(
+        self,
+    ) -> Result<(std::fs::File, BlobHasher, u64, Result<(), FetchError>), FetchError> {
+        drop(self.tx);
+        self.job
+            .await
+            .map_err(|e| FetchError::Io(format!("writer thread failed: {e}")))
     }
 }
 
@@ -697,11 +744,21 @@ impl Tail {
         let pos = self.pos;
         let (file, res) = tokio::task::spawn_blocking(move || {
             let mut f = file;
-            let mut buf = vec![0u8; want];
+            // `read_to_end` fills the spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(want);
             let res = f
                 .seek(SeekFrom::Start(pos))
-                .and_then(|_| f.read_exact(&mut buf))
-                .map(|()| buf);
+                .and_then(|_| (&mut f).take(want as u64).read_to_end(&mut buf))
+                .and_then(|n| {
+                    if n == want {
+                        Ok(buf)
+                    } else {
+                        Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("blob file ended {} bytes early", want - n),
+                        ))
+                    }
+                });
             (f, res)
         })
         .await
