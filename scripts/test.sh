@@ -21,6 +21,9 @@ declare -A package_of=(
     [ctr]=containerd
     [skopeo]=skopeo
     [docker-registry]=docker-registry
+    [aria2c]=aria2
+    [opentracker]=opentracker
+    [mktorrent]=mktorrent
 )
 missing=()
 for cmd in "${!package_of[@]}"; do
@@ -40,7 +43,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     "${sudo[@]}" apt-get update
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        docker.io containerd skopeo docker-registry
+        docker.io containerd skopeo docker-registry aria2 opentracker mktorrent
     if [ -n "$policy_rc_d" ]; then
         "${sudo[@]}" rm -f "$policy_rc_d"
     fi

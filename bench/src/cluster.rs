@@ -127,7 +127,7 @@ impl Cluster {
         };
         // The tracker names the supernode and the supernode the tracker:
         // the supernode's port is picked before either starts.
-        let sn_listen = free_port().map_err(io_err("supernode port"))?;
+        let sn_listen = free_port().map_err(io_err("supernode port"))?.to_string();
         let sn_url = format!("http://{sn_listen}");
         let tracker = Daemon::start(
             bin,
@@ -247,12 +247,13 @@ fn write_secret(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// A port on 127.0.0.1 free right now, as `127.0.0.1:PORT` (another
-/// process could take it before the daemon binds it; on a bench machine
-/// that does not happen in practice).
-fn free_port() -> std::io::Result<String> {
+/// An address on 127.0.0.1 whose TCP port is free right now, for programs
+/// that cannot bind port 0 and report it (another process could take it
+/// before the program binds it; on a bench machine that does not happen in
+/// practice).
+pub fn free_port() -> std::io::Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
+    listener.local_addr()
 }
 
 #[cfg(test)]

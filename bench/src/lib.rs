@@ -12,14 +12,16 @@
 //!   validation), [`units`] (rates and sizes as the CLI spells them),
 //!   [`image`] (seeded OCI images in memory, and pushing them).
 //! - The world: [`upstream`] (an embedded read-only registry that counts
-//!   what it sends and can cap its total upload), [`daemon`] and
+//!   what it sends and can cap its total upload; [`proxy`] does the same in
+//!   front of a real registry given with `--upstream`), [`daemon`] and
 //!   [`cluster`] (tracker, supernode and agents as child processes, see
 //!   [`child`]), [`docker_registry`] (Debian's registry, for `mirror`).
 //! - The clients: [`pull`] (what a container runtime does, digests
 //!   verified), rate-capped with [`throttle`] (over `shoal_proto::rate`'s token
 //!   bucket).
-//! - Measuring: [`systems`] (Shoal and the `direct` baseline, each on its
-//!   own runtime, with [`progress`] on stderr), [`procstat`] and
+//! - Measuring: [`systems`] (Shoal and the `direct` and `bittorrent`
+//!   baselines, each on its own runtime, with [`progress`] on stderr;
+//!   [`torrent`] drives aria2c, opentracker and mktorrent), [`procstat`] and
 //!   [`metrics`] (CPU time, daemon counters), [`bound`] and [`stats`].
 //! - Output: [`report`] (report.json, the table), [`plot`]
 //!   (completion.svg); [`run`] ties a `run` together, [`mirror`] is the
@@ -42,6 +44,7 @@ pub mod mirror;
 pub mod plot;
 pub mod procstat;
 pub mod progress;
+pub mod proxy;
 pub mod pull;
 pub mod report;
 pub mod run;
@@ -49,6 +52,7 @@ pub mod scenario;
 pub mod stats;
 pub mod systems;
 pub mod throttle;
+pub mod torrent;
 pub mod upstream;
 pub mod wait;
 

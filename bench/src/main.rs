@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use shoal_bench::daemon::find_bin_dir;
 use shoal_bench::mirror::{MirrorConfig, MirrorUpstream};
 use shoal_bench::scenario::{Baseline, Overrides, RunConfig, Scenario, Schedule};
+use shoal_bench::torrent::PieceSize;
 use shoal_bench::units::{MIB, Rate};
 
 /// Measures how fast Shoal gets an image to every node of a cluster, next
@@ -75,9 +76,27 @@ struct RunArgs {
     peer_down: Option<Rate>,
     /// Baseline to run next to Shoal; repeatable. `direct`: every node
     /// pulls straight from the upstream registry, whose total upload is
-    /// capped at the seed rate. `none`: Shoal only. Default: direct.
+    /// capped at the seed rate. `bittorrent`: a local opentracker, one
+    /// aria2c seed capped at the seed rate and N aria2c leechers capped at
+    /// the peer rates, sharing the image's blobs as one torrent; needs
+    /// aria2c, opentracker and mktorrent (Debian packages aria2,
+    /// opentracker, mktorrent): when one is missing, the run says so,
+    /// measures the other systems and exits with status 1. `none`: Shoal
+    /// only. Default: direct.
     #[arg(long = "baseline", value_enum, value_name = "BASELINE")]
     baselines: Vec<BaselineArg>,
+    /// Piece size of the bittorrent baseline's torrent: a power of two
+    /// from 32KiB to 256MiB, e.g. 256KiB, 1MiB, 4MiB (bare: bytes).
+    #[arg(long, value_name = "SIZE", default_value = "256KiB")]
+    bt_piece_size: PieceSize,
+    /// A real registry to use instead of the embedded one, e.g.
+    /// http://127.0.0.1:5000: the bench pushes the generated image to it
+    /// (as library/shoal-bench:bench, through the registry HTTP API), and
+    /// Shoal's supernode and agents and the direct pulls fetch from it
+    /// through a forwarding proxy of the bench's, which counts the bytes
+    /// the registry sends (and, for direct, caps them at the seed rate).
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
     /// Run the systems one after another (clean measurements) or at the same
     /// time from a common start line (shorter). Default: concurrent for
     /// smoke, sequential for the others.
@@ -129,6 +148,7 @@ enum ScenarioArg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum BaselineArg {
     Direct,
+    Bittorrent,
     None,
 }
 
@@ -211,6 +231,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .filter_map(|b| match b {
                 BaselineArg::Direct => Some(Baseline::Direct),
+                BaselineArg::Bittorrent => Some(Baseline::Bittorrent),
                 BaselineArg::None => None,
             })
             .collect()
@@ -228,6 +249,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }),
         baselines,
         p2p: !args.no_p2p,
+        bt_piece_size: Some(args.bt_piece_size),
+        upstream: args.upstream,
     };
     let bin_dir = find_bin_dir(args.bin_dir.as_deref())?;
     let out = args.out.unwrap_or_else(|| default_out(""));
@@ -342,5 +365,29 @@ mod tests {
             Some(Rate::from_bytes_per_sec(12_500_000).unwrap())
         );
         assert_eq!(args.baselines, vec![BaselineArg::None]);
+        assert_eq!(args.bt_piece_size, PieceSize::DEFAULT);
+        let cli = Cli::try_parse_from([
+            "shoal-bench",
+            "run",
+            "--baseline",
+            "direct",
+            "--baseline",
+            "bittorrent",
+            "--bt-piece-size",
+            "1MiB",
+            "--upstream",
+            "http://127.0.0.1:5000",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            args.baselines,
+            vec![BaselineArg::Direct, BaselineArg::Bittorrent]
+        );
+        assert_eq!(args.bt_piece_size.bytes(), 1 << 20);
+        assert_eq!(args.upstream.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(Cli::try_parse_from(["shoal-bench", "run", "--bt-piece-size", "3MiB"]).is_err());
     }
 }

@@ -84,11 +84,12 @@ pub async fn display(systems: Vec<Arc<Progress>>, interval: Duration) {
             .iter()
             .map(|p| p.bytes.load(Ordering::Relaxed))
             .sum();
-        let rate = mib(bytes - last_bytes) / (now - last_at).as_secs_f64().max(1e-3);
-        (last_bytes, last_at) = (bytes, now);
         ticks += 1;
         if ticks >= every || all_done {
             ticks = 0;
+            // The rate since the last line shown.
+            let rate = mib(bytes - last_bytes) / (now - last_at).as_secs_f64().max(1e-3);
+            (last_bytes, last_at) = (bytes, now);
             let line = render(&systems, now, rate);
             let mut err = std::io::stderr().lock();
             let _ = if tty {

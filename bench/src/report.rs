@@ -1,7 +1,8 @@
 //! `report.json` and the stdout table of a `run`.
 //!
 //! Shape (issue 4): `{"scenario", "peers", "image_bytes", "bound_s",
-//! "systems": {"shoal": {…}, "direct": {…}}}` plus the run's parameters,
+//! "systems": {"shoal": {…}, "direct": {…}, "bittorrent": {…}}}` (systems
+//! as run) plus the run's parameters,
 //! notes and machine. Each system has `p50_s`, `p90_s`, `max_s` (over the
 //! nodes that completed), `bound_s` (Kumar–Ross for peer-to-peer systems,
 //! the direct bound for `direct`), `ratio_to_bound` (`max_s / bound_s`),
@@ -168,7 +169,12 @@ impl SystemReport {
 
 /// Systems in the order tables and plots show them.
 pub fn ordered(report: &Report) -> Vec<(&str, &SystemReport)> {
-    let order = [SystemKind::Shoal, SystemKind::Direct].map(SystemKind::name);
+    let order = [
+        SystemKind::Shoal,
+        SystemKind::Direct,
+        SystemKind::Bittorrent,
+    ]
+    .map(SystemKind::name);
     let mut out: Vec<(&str, &SystemReport)> = report
         .systems
         .iter()
@@ -206,7 +212,7 @@ pub fn render_table(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>7} {:>11} {:>7} {:>9} {:>7}",
+        "{:<10} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>7} {:>11} {:>7} {:>9} {:>7}",
         "system",
         "p50 s",
         "p90 s",
@@ -223,7 +229,7 @@ pub fn render_table(report: &Report) -> String {
     for (name, s) in ordered(report) {
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>7} {:>7} {:>8.1} {:>10} {:>10.2} {:>7.2} {:>11.2} {:>7.1} {:>9} {:>7}",
+            "{:<10} {:>7} {:>7} {:>7} {:>8.1} {:>10} {:>10.2} {:>7.2} {:>11.2} {:>7.1} {:>9} {:>7}",
             name,
             opt(s.p50_s, 1),
             opt(s.p90_s, 1),

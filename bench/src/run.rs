@@ -1,6 +1,11 @@
-//! One `shoal-bench run`: generate the image, measure Shoal and the
-//! baselines (one after another, or together from a common start line),
-//! then write `report.json` and `completion.svg` into the output directory.
+//! One `shoal-bench run`: generate the image (and push it to `--upstream`
+//! if given), measure Shoal and the baselines (one after another, or
+//! together from a common start line), then write `report.json` and
+//! `completion.svg` into the output directory.
+//!
+//! A `bittorrent` baseline whose tools are not installed is left out with
+//! a message naming the Debian packages, in the report's notes too; the
+//! other systems still run, and the run counts as failed (exit status 1).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,12 +15,13 @@ use std::time::Duration;
 use tokio::sync::Barrier;
 
 use crate::bound;
-use crate::image::synthetic;
+use crate::image::{PushError, synthetic};
 use crate::plot::{PlotError, write_completion_svg};
 use crate::progress::{self, Progress};
 use crate::report::{Machine, Rates, Report, SystemReport};
 use crate::scenario::{Baseline, RunConfig, Schedule};
-use crate::systems::{self, SystemKind, SystemOutcome, SystemSpec};
+use crate::systems::{self, REPO, SystemKind, SystemOutcome, SystemSpec, TAG};
+use crate::torrent::Tools;
 
 /// A system whose CPU seconds per wall second exceed this fraction of the
 /// cores is reported as possibly CPU-bound.
@@ -35,6 +41,14 @@ pub enum RunError {
     /// The plot failed.
     #[error(transparent)]
     Plot(#[from] PlotError),
+    /// The image could not be pushed to `--upstream`.
+    #[error("push the benchmark image to {url}: {error}")]
+    Push {
+        /// The registry.
+        url: String,
+        /// What went wrong.
+        error: PushError,
+    },
 }
 
 /// What a run wrote.
@@ -71,10 +85,33 @@ pub async fn run(cfg: &RunConfig) -> Result<RunOutput, RunError> {
     let image = Arc::new(image);
     let image_bytes = image.pull_bytes();
 
+    let mut notes = Vec::new();
+    let mut failed_systems = Vec::new();
     let mut kinds = vec![SystemKind::Shoal];
-    kinds.extend(cfg.baselines.iter().map(|b| match b {
-        Baseline::Direct => SystemKind::Direct,
-    }));
+    for baseline in &cfg.baselines {
+        match baseline {
+            Baseline::Direct => kinds.push(SystemKind::Direct),
+            Baseline::Bittorrent => match Tools::find() {
+                Ok(_) => kinds.push(SystemKind::Bittorrent),
+                Err(missing) => {
+                    let name = SystemKind::Bittorrent.name();
+                    eprintln!("shoal-bench: {missing}; running without the {name} baseline");
+                    notes.push(format!("{name}: not measured: {missing}"));
+                    failed_systems.push((name.to_string(), missing.to_string()));
+                }
+            },
+        }
+    }
+    if let Some(url) = &cfg.upstream_url {
+        let client = crate::http::client(Duration::from_secs(600));
+        image
+            .try_push(&client, url, REPO, TAG)
+            .await
+            .map_err(|error| RunError::Push {
+                url: url.clone(),
+                error,
+            })?;
+    }
     let start_line =
         (cfg.schedule == Schedule::Concurrent).then(|| Arc::new(Barrier::new(kinds.len())));
     let specs: Vec<SystemSpec> = kinds
@@ -91,6 +128,8 @@ pub async fn run(cfg: &RunConfig) -> Result<RunOutput, RunError> {
             progress: Progress::new(kind.name(), cfg.peers),
             start_line: start_line.clone(),
             p2p: cfg.p2p,
+            bt_piece_size: cfg.bt_piece_size,
+            upstream_url: cfg.upstream_url.clone(),
         })
         .collect();
     let display = tokio::spawn(progress::display(
@@ -103,9 +142,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunOutput, RunError> {
     let params = cfg.bound_params(image_bytes);
     let (kr, direct) = (bound::kumar_ross(&params), bound::direct(&params));
     let machine = Machine::detect();
-    let mut notes = Vec::new();
     let mut systems = BTreeMap::new();
-    let mut failed_systems = Vec::new();
     for (kind, result) in kinds.iter().zip(results) {
         match result {
             Ok(outcome) => {

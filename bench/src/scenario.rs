@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::bound::BoundParams;
+use crate::torrent::PieceSize;
 use crate::units::{MIB, Rate};
 
 /// Seed of the benchmark image: every run distributes the same bytes.
@@ -29,6 +30,8 @@ pub enum Baseline {
     /// Every node pulls from the upstream, whose total upload is capped at
     /// the seed rate.
     Direct,
+    /// An aria2c seed and N aria2c leechers with a local opentracker.
+    Bittorrent,
 }
 
 /// Whether systems run one after another or at the same time.
@@ -138,6 +141,10 @@ pub struct Overrides {
     pub baselines: Option<Vec<Baseline>>,
     /// Piece swarming on (the default; off with `--no-p2p`).
     pub p2p: bool,
+    /// `--bt-piece-size`.
+    pub bt_piece_size: Option<PieceSize>,
+    /// `--upstream URL`: a real registry instead of the embedded one.
+    pub upstream: Option<String>,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -154,6 +161,9 @@ pub enum ConfigError {
         /// Requested image size.
         image_mib: u64,
     },
+    /// `--upstream` is not an http(s) URL.
+    #[error("--upstream `{0}` must be an http:// or https:// URL, e.g. http://127.0.0.1:5000")]
+    BadUpstream(String),
 }
 
 /// Everything one `run` needs, validated.
@@ -185,6 +195,11 @@ pub struct RunConfig {
     pub image_seed: u64,
     /// Run Shoal's peer-to-peer path (cluster secret, daemon rate caps).
     pub p2p: bool,
+    /// Piece size of the BitTorrent baseline's torrent.
+    pub bt_piece_size: PieceSize,
+    /// A real registry to push the image to and pull from, instead of the
+    /// embedded upstream; no trailing slash.
+    pub upstream_url: Option<String>,
 }
 
 impl RunConfig {
@@ -217,6 +232,21 @@ impl RunConfig {
             .unwrap_or_else(|| vec![Baseline::Direct]);
         baselines.sort();
         baselines.dedup();
+        let upstream_url = match &o.upstream {
+            Some(url) => {
+                let trimmed = url.trim().trim_end_matches('/');
+                let scheme_ok = ["http://", "https://"].iter().any(|s| {
+                    trimmed
+                        .strip_prefix(s)
+                        .is_some_and(|host| !host.is_empty() && !host.contains(char::is_whitespace))
+                });
+                if !scheme_ok {
+                    return Err(ConfigError::BadUpstream(url.clone()));
+                }
+                Some(trimmed.to_string())
+            }
+            None => None,
+        };
         Ok(RunConfig {
             scenario,
             peers,
@@ -231,6 +261,8 @@ impl RunConfig {
             bin_dir,
             image_seed: IMAGE_SEED,
             p2p: o.p2p,
+            bt_piece_size: o.bt_piece_size.unwrap_or_default(),
+            upstream_url,
         })
     }
 
@@ -300,6 +332,35 @@ mod tests {
             resolve(&thin),
             Err(ConfigError::TooManyLayers { .. })
         ));
+    }
+
+    #[test]
+    fn baselines_piece_size_and_upstream() {
+        let o = Overrides {
+            baselines: Some(vec![
+                Baseline::Bittorrent,
+                Baseline::Direct,
+                Baseline::Direct,
+            ]),
+            upstream: Some("http://127.0.0.1:5000/".into()),
+            ..Overrides::default()
+        };
+        let cfg = resolve(&o).unwrap();
+        assert_eq!(cfg.baselines, vec![Baseline::Direct, Baseline::Bittorrent]);
+        assert_eq!(cfg.bt_piece_size, PieceSize::DEFAULT);
+        assert_eq!(cfg.upstream_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(resolve(&Overrides::default()).unwrap().upstream_url, None);
+        for bad in ["127.0.0.1:5000", "ftp://x", "http://", "http://a b"] {
+            let o = Overrides {
+                upstream: Some(bad.into()),
+                ..Overrides::default()
+            };
+            assert_eq!(
+                resolve(&o).unwrap_err(),
+                ConfigError::BadUpstream(bad.into()),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //!   (the seed is the supernode).
 //! - [`direct`]: N clients pull straight from the embedded registry, whose
 //!   total upload is capped at the seed rate.
+//! - [`bittorrent`]: opentracker, one aria2c seed and N aria2c leechers
+//!   sharing the image's blobs as one torrent.
+//!
+//! [`source`] is the counted upstream of `shoal` and `direct`: the embedded
+//! registry, or a proxy in front of `--upstream URL`.
 //!
 //! Each system runs on a tokio runtime of its own in a thread of its own
 //! ([`run_isolated`]), so that the bench's own CPU time (pull clients,
@@ -26,11 +31,14 @@ use crate::daemon::DaemonError;
 use crate::image::PlatformImage;
 use crate::procstat::thread_cpu;
 use crate::progress::Progress;
+use crate::torrent::{PieceSize, TorrentError};
 use crate::units::Rate;
 
+pub mod bittorrent;
 pub mod direct;
 pub mod fleet;
 pub mod shoal;
+pub mod source;
 
 /// Repository of the benchmark image on the upstream.
 pub const REPO: &str = "library/shoal-bench";
@@ -46,6 +54,8 @@ pub enum SystemKind {
     Shoal,
     /// Every node straight from the capped upstream.
     Direct,
+    /// aria2c seed and leechers with an opentracker.
+    Bittorrent,
 }
 
 impl SystemKind {
@@ -54,6 +64,7 @@ impl SystemKind {
         match self {
             SystemKind::Shoal => "shoal",
             SystemKind::Direct => "direct",
+            SystemKind::Bittorrent => "bittorrent",
         }
     }
 }
@@ -83,6 +94,11 @@ pub struct SystemSpec {
     pub start_line: Option<Arc<Barrier>>,
     /// Shoal only: run the daemons' peer-to-peer path.
     pub p2p: bool,
+    /// BitTorrent only: the torrent's piece size.
+    pub bt_piece_size: PieceSize,
+    /// A real registry to use instead of the embedded upstream (the image
+    /// has been pushed to it as [`REPO`]:[`TAG`]).
+    pub upstream_url: Option<String>,
 }
 
 impl SystemSpec {
@@ -134,6 +150,9 @@ pub enum SystemError {
     /// A daemon did not start or answer.
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// The BitTorrent tools failed or are missing.
+    #[error(transparent)]
+    Torrent(#[from] TorrentError),
     /// The system's runtime could not be built, or its thread panicked.
     #[error("{0}")]
     Runtime(String),
@@ -162,6 +181,7 @@ pub fn run_isolated(spec: SystemSpec) -> JoinHandle<Result<SystemOutcome, System
                 let r = match spec.kind {
                     SystemKind::Shoal => shoal::run(&spec).await,
                     SystemKind::Direct => direct::run(&spec).await,
+                    SystemKind::Bittorrent => bittorrent::run(&spec).await,
                 };
                 spec.progress.finish();
                 r

@@ -9,8 +9,10 @@ use clap::Parser;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{NamedUpstream, UpstreamEntry, load_file, merge_upstreams, parse_name_value};
-use crate::daemon::{self, LogFormat, ReadyInfo};
+use crate::config::{
+    NamedUpstream, UpstreamEntry, load_file, max_disk, merge_upstreams, parse_name_value,
+};
+use crate::daemon::{self, HttpArgs, HttpFile, HttpLimits, LogFormat, ReadyInfo};
 use crate::fetch::Fetcher;
 use crate::http_auth::Auth;
 use crate::mirror::{self, Mirror};
@@ -20,7 +22,7 @@ use crate::store::ContentStore;
 use crate::supernode_client::SupernodeClient;
 use crate::swarm::{Swarm, SwarmOptions, TrackerClient};
 use crate::upstream::{Upstream, UpstreamOptions};
-use shoal_proto::units::Rate;
+use shoal_proto::units::{ByteSize, Rate};
 use shoal_proto::wire::ClusterSecret;
 
 /// Default address of the registry mirror for local container runtimes.
@@ -54,6 +56,13 @@ pub struct AgentArgs {
     /// [default: /var/lib/shoal/agent].
     #[arg(long, env = "SHOAL_AGENT_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Disk quota for complete blobs in the data dir, e.g. 20GiB or 500GB
+    /// (a bare number is bytes). The least recently used blobs that no
+    /// client or peer is reading are evicted to stay within it, before each
+    /// download and every 30 s [default: no quota; a download that does not
+    /// fit on the disk is refused].
+    #[arg(long, env = "SHOAL_AGENT_MAX_DISK", value_name = "SIZE")]
+    pub max_disk: Option<ByteSize>,
     /// Base URL of the supernode's API, e.g. http://supernode:65011 (required).
     #[arg(long, env = "SHOAL_AGENT_SUPERNODE", value_name = "URL")]
     pub supernode: Option<String>,
@@ -98,6 +107,9 @@ pub struct AgentArgs {
     /// scripts that bind port 0 learn the real addresses.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Limits of the registry mirror's HTTP listener.
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// The agent's config file.
@@ -110,6 +122,8 @@ pub struct AgentFile {
     pub p2p_listen: Option<SocketAddr>,
     /// See `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// See `--max-disk`.
+    pub max_disk: Option<String>,
     /// See `--supernode`.
     pub supernode: Option<String>,
     /// See `--tracker`.
@@ -126,6 +140,10 @@ pub struct AgentFile {
     pub download_rate: Option<String>,
     /// See `--max-uploads`.
     pub max_uploads: Option<usize>,
+    /// See `--http-max-connections`.
+    pub http_max_connections: Option<usize>,
+    /// See `--http-header-timeout` (`30s`).
+    pub http_header_timeout: Option<String>,
     /// `[[upstream]]` tables: name, url, ca_file, username, password(_file).
     pub upstream: Vec<UpstreamEntry>,
 }
@@ -139,6 +157,8 @@ pub struct AgentConfig {
     pub p2p_listen: SocketAddr,
     /// Data dir.
     pub data_dir: PathBuf,
+    /// Disk quota for complete blobs.
+    pub max_disk: Option<ByteSize>,
     /// Supernode base URL.
     pub supernode: String,
     /// Tracker base URL, if any.
@@ -149,6 +169,8 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     /// Ready file.
     pub ready_file: Option<PathBuf>,
+    /// Limits of the HTTP listener.
+    pub http: HttpLimits,
     /// Peer-to-peer settings; `None` without a cluster secret.
     pub p2p: Option<AgentP2p>,
 }
@@ -214,11 +236,16 @@ impl AgentArgs {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            max_disk: max_disk(self.max_disk, file.max_disk.as_deref())?,
             supernode,
             tracker: self.tracker.or(file.tracker),
             upstreams: merge_upstreams(&self.upstreams, &self.upstream_cas, &file.upstream)?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             ready_file: self.ready_file,
+            http: self.http.limits_over(&HttpFile::new(
+                file.http_max_connections,
+                file.http_header_timeout.clone(),
+            ))?,
             p2p,
         })
     }
@@ -227,15 +254,25 @@ impl AgentArgs {
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = daemon::install_metrics();
-    let store = ContentStore::open(&cfg.data_dir)
+    let store = ContentStore::open_with_quota(&cfg.data_dir, cfg.max_disk)
         .with_context(|| format!("cannot open data dir {}", cfg.data_dir.display()))?;
+    crate::store::quota::spawn_enforcer(store.clone(), shutdown.clone());
     let supernode = SupernodeClient::new(&cfg.supernode)?;
     let fetcher = Fetcher::new(store, 3);
     let listener = daemon::bind(cfg.registry_listen).await?;
     let http = listener.local_addr()?;
+    let mut direct = std::collections::HashMap::new();
+    if cfg.p2p.is_some() {
+        let opts = UpstreamOptions::default();
+        for u in &cfg.upstreams {
+            let client = Upstream::new(&u.name, &u.config, &opts)
+                .with_context(|| format!("upstream {:?}", u.name))?;
+            direct.insert(u.name.clone(), client);
+        }
+    }
     let (swarm, p2p_addr) = match &cfg.p2p {
         Some(p2p) => {
-            let (swarm, addr) = start_swarm(&cfg, p2p, &supernode, &fetcher, &shutdown)?;
+            let (swarm, addr) = start_swarm(&cfg, p2p, &supernode, &fetcher, &direct, &shutdown)?;
             (Some(swarm), Some(addr))
         }
         None => {
@@ -245,17 +282,9 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
             (None, None)
         }
     };
-    let mut direct = std::collections::HashMap::new();
-    if swarm.is_some() {
-        let opts = UpstreamOptions::default();
-        for u in &cfg.upstreams {
-            let client = Upstream::new(&u.name, &u.config, &opts)
-                .with_context(|| format!("upstream {:?}", u.name))?;
-            direct.insert(u.name.clone(), client);
-        }
-    }
     let mirror = Arc::new(Mirror {
         upstreams: cfg.upstreams.iter().map(|u| u.name.clone()).collect(),
+        access: crate::access::AccessControl::new(supernode.clone()),
         supernode,
         fetcher,
         swarm,
@@ -271,7 +300,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
         daemon::write_ready_file(path, &ready)?;
     }
     let app = mirror::app(mirror).merge(daemon::ops_router(metrics));
-    daemon::serve(listener, app, shutdown.cancelled_owned()).await?;
+    daemon::serve(listener, app, &cfg.http, shutdown.cancelled_owned()).await?;
     Ok(())
 }
 
@@ -282,6 +311,7 @@ fn start_swarm(
     p2p: &AgentP2p,
     supernode: &SupernodeClient,
     fetcher: &Fetcher,
+    direct: &std::collections::HashMap<String, Upstream>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Arc<Swarm>, SocketAddr)> {
     let opts = P2pOptions {
@@ -313,6 +343,7 @@ fn start_swarm(
             tracker,
             download_rate: p2p.download_rate,
             max_uploads: p2p.max_uploads,
+            direct: direct.clone(),
         },
         endpoint.clone(),
         fetcher.clone(),
@@ -332,6 +363,21 @@ mod tests {
         let mut argv = vec!["shoal-agent", "--supernode", "http://127.0.0.1:1"];
         argv.extend_from_slice(extra);
         AgentArgs::try_parse_from(argv)?.into_config()
+    }
+
+    #[test]
+    fn max_disk_from_flag_or_file() {
+        assert_eq!(config(&[]).unwrap().max_disk, None);
+        let cfg = config(&["--max-disk", "20GiB"]).unwrap();
+        assert_eq!(cfg.max_disk.map(ByteSize::bytes), Some(20 << 30));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(&file, "max_disk = \"1.5GB\"\n").unwrap();
+        let cfg = config(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(cfg.max_disk.map(ByteSize::bytes), Some(1_500_000_000));
+        assert!(config(&["--max-disk", "lots"]).is_err());
+        std::fs::write(&file, "max_disk = \"0\"\n").unwrap();
+        assert!(config(&["--config", file.to_str().unwrap()]).is_err());
     }
 
     #[test]

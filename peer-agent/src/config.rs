@@ -11,6 +11,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use shoal_proto::units::ByteSize;
+
 use crate::upstream::UpstreamConfig;
 
 /// The public Docker Hub registry, used when no upstream is configured.
@@ -26,6 +28,18 @@ pub fn load_file<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
+/// `--max-disk` from a flag or, failing that, the config file.
+pub fn max_disk(flag: Option<ByteSize>, file: Option<&str>) -> anyhow::Result<Option<ByteSize>> {
+    Ok(match (flag, file) {
+        (Some(size), _) => Some(size),
+        (None, Some(text)) => Some(
+            text.parse::<ByteSize>()
+                .map_err(|e| anyhow::anyhow!("max_disk: {e}"))?,
+        ),
+        (None, None) => None,
+    })
+}
+
 /// Parses `NAME=VALUE` (clap value parser for `--upstream` and `--upstream-ca`).
 pub fn parse_name_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -34,8 +48,8 @@ pub fn parse_name_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// One `[[upstream]]` table of the config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One `[[upstream]]` table of the config file. `Debug` hides the password.
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamEntry {
     /// The registry as clients name it (`docker.io`, `registry.example.com:5000`).
@@ -50,6 +64,19 @@ pub struct UpstreamEntry {
     pub password: Option<String>,
     /// File holding the password (trailing newline ignored).
     pub password_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for UpstreamEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamEntry")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
 }
 
 /// A validated upstream: its client-facing name and its client config.
@@ -199,6 +226,16 @@ mod tests {
         assert_eq!(u[0].config.ca_file.as_deref(), Some(Path::new("/ca.pem")));
         assert_eq!(u[1].config.url, "https://ghcr.io");
         assert_eq!(u[1].config.username.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let e = UpstreamEntry {
+            name: "r".into(),
+            password: Some("hunter2".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{e:?}").contains("hunter2"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Plumbing every Shoal daemon shares: logging, the TLS crypto provider,
 //! Prometheus metrics, `/healthz`, the ready file, and serving an axum
-//! router until one shutdown signal fires.
+//! router until one shutdown signal fires (with the limits of
+//! [`serve`](mod@crate::serve)).
 
 use std::future::Future;
 use std::io;
@@ -13,6 +14,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::serve::{HttpArgs, HttpFile, HttpLimits, serve};
 
 /// Log output format, chosen with `--log-format`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -118,17 +121,6 @@ pub fn cancel_on_signal(token: CancellationToken) {
         tracing::info!("shutting down");
         token.cancel();
     });
-}
-
-/// Serves `app` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// The body of every daemon's `main`: report a configuration error (exit

@@ -28,7 +28,7 @@ use shoal_proto::{Bitfield, Digest, Hasher, PieceHasher, PieceMap, piece_size_fo
 use tokio::sync::watch;
 
 use crate::registry::RegistryError;
-use crate::store::ContentStore;
+use crate::store::{BlobPin, ContentStore, StoreError, is_disk_full};
 
 mod pieced;
 pub use pieced::PieceTask;
@@ -83,9 +83,13 @@ pub enum FetchError {
         /// Bytes announced.
         expected: u64,
     },
-    /// Writing to the local disk failed (for instance, the disk is full).
+    /// Writing to the local disk failed.
     #[error("local storage error: {0}")]
     Io(String),
+    /// The local store cannot take the blob: the disk is full, or the blob
+    /// is larger than the disk quota.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
 }
 
 impl From<FetchError> for RegistryError {
@@ -93,6 +97,13 @@ impl From<FetchError> for RegistryError {
         match e {
             FetchError::Source(r) => r,
             FetchError::Io(msg) => RegistryError::internal(format!("local storage error: {msg}")),
+            // 507: this node cannot store the blob now; nothing is wrong
+            // with the request or the upstream.
+            FetchError::Storage(e) => RegistryError::new(
+                http::StatusCode::INSUFFICIENT_STORAGE,
+                "UNAVAILABLE",
+                e.to_string(),
+            ),
             other => RegistryError::bad_gateway(other.to_string()),
         }
     }
@@ -206,12 +217,15 @@ impl PieceProgress {
     }
 }
 
-/// A blob that is either complete on disk or being downloaded.
+/// A blob that is either complete on disk or being downloaded. Keeps the
+/// blob from being evicted (the disk quota) until it and its stream are
+/// dropped.
 pub struct BlobHandle {
     digest: Digest,
     size: u64,
     final_path: PathBuf,
     progress: Option<(watch::Receiver<State>, Arc<PathBuf>)>,
+    pin: BlobPin,
 }
 
 impl Fetcher {
@@ -251,12 +265,15 @@ impl Fetcher {
 
     /// The blob from the store if it is complete there.
     pub async fn local(&self, digest: &Digest) -> Option<BlobHandle> {
+        // Pinned before the lookup: a blob found stays until the handle goes.
+        let pin = self.store.pin(digest);
         let size = self.store.blob_size(digest).await?;
         Some(BlobHandle {
             digest: *digest,
             size,
             final_path: self.store.blob_path(digest),
             progress: None,
+            pin,
         })
     }
 
@@ -336,6 +353,7 @@ impl Fetcher {
                         size,
                         final_path: self.store.blob_path(digest),
                         progress: Some((rx, tmp)),
+                        pin: self.store.pin(digest),
                     });
                 }
                 State::Done => {
@@ -446,6 +464,9 @@ impl<S: BlobSource> Download<S> {
         let label = self.source.label();
         let body = self.source.open(0).await?;
         let size = body.total_size;
+        // Refused before any reader sees a size: a client gets a clear
+        // error instead of a body cut short by a full disk.
+        self.fetcher.store.make_room_for(size).await?;
         let mut stream = body.stream.fuse();
         let mut pending = None;
         let tmp = Arc::new(self.fetcher.store.temp_path(&self.digest.hex()));
@@ -649,6 +670,11 @@ async fn next_batch(
 }
 
 fn io_err(path: &std::path::Path, e: io::Error) -> FetchError {
+    if is_disk_full(&e) {
+        return FetchError::Storage(StoreError::DiskFull {
+            path: path.display().to_string(),
+        });
+    }
     FetchError::Io(format!("{}: {e}", path.display()))
 }
 
@@ -678,6 +704,7 @@ impl BlobHandle {
             file: None,
             final_path: self.final_path,
             progress: self.progress,
+            _pin: self.pin,
         };
         futures_util::stream::unfold(tail, |mut t| async move {
             match t.next_chunk().await {
@@ -700,6 +727,8 @@ struct Tail {
     file: Option<std::fs::File>,
     final_path: PathBuf,
     progress: Option<(watch::Receiver<State>, Arc<PathBuf>)>,
+    /// Keeps the blob from being evicted while it is read.
+    _pin: BlobPin,
 }
 
 impl Tail {

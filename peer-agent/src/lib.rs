@@ -5,6 +5,8 @@
 //! (DESIGN.md "Where shared runtime code lives"):
 //!
 //! - [`daemon`]: logging, metrics, health, ready file, serving with shutdown;
+//! - [`serve`](mod@serve): the HTTP accept loop with connection, header size
+//!   and header time limits, shared by every daemon;
 //! - [`config`]: the upstream list and the TOML config file;
 //! - [`upstream`]: the OCI registry client (auth, retries, TLS, timeouts);
 //! - [`store`]: the content store of verified blobs and manifests;
@@ -14,10 +16,13 @@
 //! - [`pieces`]: serving pieces of stored blobs and running downloads;
 //! - [`registry`]: the OCI pull API's paths, ranges, responses and errors;
 //! - [`supernode_client`]: the agent's client of the supernode API;
+//! - [`access`]: who may read a repository, checked with the client's own
+//!   credentials before anything of it is served;
 //! - [`mirror`]: the agent's registry mirror for local container runtimes;
 //! - [`agent`]: the agent daemon's configuration and `run`.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod agent;
 pub mod config;
 pub mod daemon;
@@ -27,6 +32,7 @@ pub mod mirror;
 pub mod p2p;
 pub mod pieces;
 pub mod registry;
+pub mod serve;
 pub mod store;
 pub mod supernode_client;
 pub mod swarm;

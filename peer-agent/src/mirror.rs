@@ -8,6 +8,11 @@
 //! Unknown registries are refused and never contacted. Blobs are served
 //! from the local content store, or fetched once through the supernode while
 //! being streamed to every waiting client.
+//!
+//! Nothing of a repository is served, from the cluster or from the local
+//! disk, before [`AccessControl`] has checked the client's own credentials
+//! (or their absence) against the upstream: content fetched with the
+//! cluster's credentials is not the client's to read until then.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use http::{HeaderMap, Method, Uri, header};
 use shoal_proto::{Digest, Reference, RepoName};
 use tracing::instrument;
 
+use crate::access::{AccessControl, ClientAuth, TOKEN_PATH, token_body, with_challenge};
 use crate::fetch::Fetcher;
 use crate::registry::{
     RegistryError, V2Path, blob_response, manifest_response, query_param, split_v2_path,
@@ -26,7 +32,7 @@ use crate::registry::{
 };
 use crate::supernode_client::{SupernodeClient, SupernodeSource};
 use crate::swarm::{BlobRef, Swarm};
-use crate::upstream::Upstream;
+use crate::upstream::{AccessTarget, Upstream};
 use crate::upstream_source::UpstreamSource;
 
 /// Everything the mirror needs to answer requests.
@@ -43,11 +49,24 @@ pub struct Mirror {
     /// Upstream clients by name, for the last-resort direct fetch (only
     /// with the swarm on).
     pub direct: HashMap<String, Upstream>,
+    /// Whether a client may read a repository.
+    pub access: AccessControl,
 }
 
 /// The mirror's router (without `/healthz` and `/metrics`).
 pub fn app(mirror: Arc<Mirror>) -> Router {
-    Router::new().fallback(handle).with_state(mirror)
+    Router::new()
+        .route(TOKEN_PATH, axum::routing::get(token))
+        .fallback(handle)
+        .with_state(mirror)
+}
+
+/// The agent's token realm: a token standing for the credentials the
+/// client presents (or for none).
+async fn token(State(m): State<Arc<Mirror>>, headers: HeaderMap) -> Response {
+    let client = ClientAuth::from_headers(&headers, header::AUTHORIZATION);
+    let body = token_body(&m.access.tokens().issue(client));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn handle(
@@ -65,7 +84,13 @@ async fn handle(
         _ if method != Method::GET && method != Method::HEAD => Err(RegistryError::unsupported(
             format!("{method} is not supported: this is a read-only pull-through mirror"),
         )),
-        V2Path::Base => Ok(v2_base_response()),
+        // Like Docker Hub: an anonymous ping is challenged, so runtimes
+        // fetch a token from the agent's realm, with the credentials they
+        // have for the registry (see `access::tokens`).
+        V2Path::Base if headers.contains_key(header::AUTHORIZATION) => Ok(v2_base_response()),
+        V2Path::Base => Err(RegistryError::unauthorized(
+            "authenticate with the token realm named in WWW-Authenticate (anonymously for public images)",
+        )),
         V2Path::Unsupported(what) => Err(RegistryError::unsupported(format!(
             "{what} is not supported by a pull-through mirror"
         ))),
@@ -74,7 +99,8 @@ async fn handle(
         }
         V2Path::Blob { name, digest } => m.blob(&method, &uri, name, digest, &headers).await,
     };
-    res.unwrap_or_else(IntoResponse::into_response)
+    res.map_err(|e| with_challenge(e, &headers))
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 impl Mirror {
@@ -115,6 +141,15 @@ impl Mirror {
     ) -> Result<Response, RegistryError> {
         let (upstream, repo) = self.route(uri, raw_name)?;
         let reference = Reference::parse(&percent_decode_colon(raw_ref))?;
+        let client = self.access.tokens().client(headers);
+        self.access
+            .check(
+                &client,
+                &upstream,
+                &repo,
+                &AccessTarget::Manifest(reference.clone()),
+            )
+            .await?;
         if let Reference::Digest(d) = &reference
             && let Some((media_type, bytes)) = self.fetcher.store().get_manifest(d).await
         {
@@ -147,6 +182,10 @@ impl Mirror {
     ) -> Result<Response, RegistryError> {
         let (upstream, repo) = self.route(uri, raw_name)?;
         let digest = Digest::parse(&percent_decode_colon(raw_digest))?;
+        let client = self.access.tokens().client(headers);
+        self.access
+            .check(&client, &upstream, &repo, &AccessTarget::Blob(digest))
+            .await?;
         let Some(swarm) = &self.swarm else {
             let handle = self
                 .fetcher

@@ -9,14 +9,64 @@
 //!
 //! Everything is written under `tmp/` and renamed into place once verified,
 //! so nothing partial is ever visible under a digest's name.
+//!
+//! Disk use: before a download starts, [`ContentStore::make_room_for`]
+//! refuses a blob the file system has no space for (a clear error instead
+//! of a body cut short by a full disk) and, with a quota (`--max-disk`),
+//! evicts least-recently-used complete blobs that nobody uses ([`quota`]).
+//! Readers and transfers hold a [`BlobPin`], which keeps a blob from being
+//! evicted. An eviction renames the blob out of `blobs/` in one step (a
+//! reader sees the whole blob or none) and then removes its piece map.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use shoal_proto::units::ByteSize;
 use shoal_proto::{Digest, PieceMap, decode_frame, encode_frame};
+
+pub mod quota;
+
+use quota::Lru;
+
+/// Gauge: bytes of complete blobs in the store.
+pub const STORE_BYTES: &str = "shoal_store_bytes";
+/// Counter: complete blobs evicted to keep within `--max-disk`.
+pub const STORE_EVICTIONS: &str = "shoal_store_evictions_total";
+
+/// Why the store cannot take a blob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The file system under the data dir has too little space left.
+    #[error(
+        "local disk full: a {needed}-byte blob does not fit in the {available} bytes left under {dir}"
+    )]
+    NoSpace {
+        /// Bytes the blob needs.
+        needed: u64,
+        /// Bytes the file system has left.
+        available: u64,
+        /// The data dir.
+        dir: String,
+    },
+    /// A write failed because the file system is full (another download
+    /// took the space after this one started).
+    #[error("local disk full: writing {path} failed")]
+    DiskFull {
+        /// The file being written.
+        path: String,
+    },
+    /// The blob alone is larger than the disk quota.
+    #[error("a {size}-byte blob is larger than the disk quota (--max-disk {max})")]
+    OverQuota {
+        /// Bytes the blob needs.
+        size: u64,
+        /// The quota.
+        max: ByteSize,
+    },
+}
 
 /// Handle to a data dir's content store. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -28,24 +78,175 @@ pub struct ContentStore {
 struct Inner {
     root: PathBuf,
     next_tmp: AtomicU64,
+    max_disk: Option<ByteSize>,
+    lru: Mutex<Lru>,
+}
+
+/// Keeps a blob from being evicted while it is read or transferred;
+/// released on drop.
+#[derive(Debug)]
+pub struct BlobPin {
+    inner: Arc<Inner>,
+    digest: Digest,
+}
+
+impl Drop for BlobPin {
+    fn drop(&mut self) {
+        if let Ok(mut lru) = self.inner.lru.lock() {
+            lru.unpin(&self.digest);
+        }
+    }
 }
 
 impl ContentStore {
     /// Opens (creating if needed) the store in `data_dir` and clears
     /// leftovers of downloads that a previous run did not finish.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
+        Self::open_with_quota(data_dir, None)
+    }
+
+    /// [`ContentStore::open`] with a disk quota for complete blobs: the
+    /// least recently used ones that nobody uses are evicted to keep
+    /// within it. The blobs already stored are ranked by modification time.
+    pub fn open_with_quota(data_dir: &Path, max_disk: Option<ByteSize>) -> io::Result<Self> {
         for sub in ["blobs/sha256", "manifests/sha256", "tmp"] {
             std::fs::create_dir_all(data_dir.join(sub))?;
         }
         for entry in std::fs::read_dir(data_dir.join("tmp"))? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        Ok(ContentStore {
+        let mut lru = Lru::default();
+        let mut found = scan_blobs(&data_dir.join("blobs/sha256"))?;
+        found.sort_by_key(|&(_, _, mtime)| mtime);
+        for (digest, size, _) in found {
+            lru.insert(digest, size);
+        }
+        metrics::describe_gauge!(
+            STORE_BYTES,
+            metrics::Unit::Bytes,
+            "Bytes of complete blobs in the content store."
+        );
+        metrics::describe_counter!(
+            STORE_EVICTIONS,
+            "Complete blobs evicted to keep within --max-disk."
+        );
+        metrics::gauge!(STORE_BYTES).set(lru.total() as f64);
+        let store = ContentStore {
             inner: Arc::new(Inner {
                 root: data_dir.to_owned(),
                 next_tmp: AtomicU64::new(0),
+                max_disk,
+                lru: Mutex::new(lru),
             }),
-        })
+        };
+        if let Some(max) = max_disk {
+            tracing::info!(used = store.used_bytes(), max = %max, "disk quota for complete blobs");
+        }
+        Ok(store)
+    }
+
+    /// The quota for complete blobs, if any.
+    pub fn max_disk(&self) -> Option<ByteSize> {
+        self.inner.max_disk
+    }
+
+    /// Bytes of the complete blobs in the store.
+    pub fn used_bytes(&self) -> u64 {
+        self.lru().total()
+    }
+
+    fn lru(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.inner.lru.lock().expect("store lock")
+    }
+
+    /// Keeps blob `digest` from being evicted until the pin is dropped.
+    /// Take it before looking the blob up: a blob found after pinning
+    /// stays until the pin goes. The blob need not be complete yet.
+    pub fn pin(&self, digest: &Digest) -> BlobPin {
+        self.lru().pin(*digest);
+        BlobPin {
+            inner: self.inner.clone(),
+            digest: *digest,
+        }
+    }
+
+    /// Checks, before a download of `size` bytes starts, that it can be
+    /// stored: with a quota, evicts least-recently-used unpinned blobs to
+    /// make room (a blob larger than the whole quota is refused), and
+    /// refuses a blob the file system has no space left for.
+    pub async fn make_room_for(&self, size: u64) -> Result<(), StoreError> {
+        if let Some(max) = self.inner.max_disk {
+            if size > max.bytes() {
+                return Err(StoreError::OverQuota { size, max });
+            }
+            self.make_room(size).await;
+        }
+        let root = self.inner.root.clone();
+        let available = tokio::task::spawn_blocking(move || available_space(&root))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        match available {
+            Some(available) if available < size => Err(StoreError::NoSpace {
+                needed: size,
+                available,
+                dir: self.inner.root.display().to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Evicts least-recently-used unpinned blobs until the complete blobs
+    /// plus `incoming` bytes fit the quota (or nothing unpinned is left);
+    /// returns the number evicted. Without a quota, does nothing.
+    pub async fn make_room(&self, incoming: u64) -> usize {
+        let Some(max) = self.inner.max_disk else {
+            return 0;
+        };
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.evict(max.bytes(), incoming))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// [`ContentStore::make_room`]'s blocking part. Victims leave `blobs/`
+    /// by a rename under the lock, so a concurrent pin either comes first
+    /// (and the blob stays) or finds no blob.
+    fn evict(&self, max: u64, incoming: u64) -> usize {
+        let mut doomed = Vec::new();
+        let mut lru = self.lru();
+        for digest in lru.victims(max, incoming) {
+            let path = self.blob_path(&digest);
+            let tmp = self.temp_path("evicted");
+            match std::fs::rename(&path, &tmp) {
+                Ok(()) => doomed.push(tmp),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "cannot evict blob");
+                    continue;
+                }
+            }
+            let _ = std::fs::remove_file(self.piece_map_path(&digest));
+            let size = lru.remove(&digest).unwrap_or(0);
+            metrics::counter!(STORE_EVICTIONS).increment(1);
+            tracing::info!(%digest, size, "evicted least recently used blob (disk quota)");
+        }
+        let evicted = doomed.len();
+        let (total, over) = (lru.total(), lru.total() + incoming > max);
+        drop(lru);
+        metrics::gauge!(STORE_BYTES).set(total as f64);
+        if over {
+            tracing::warn!(
+                used = total,
+                incoming,
+                max,
+                "over the disk quota: the remaining blobs are in use"
+            );
+        }
+        for tmp in doomed {
+            let _ = std::fs::remove_file(tmp);
+        }
+        evicted
     }
 
     /// The data dir.
@@ -62,13 +263,16 @@ impl ContentStore {
         shard(&self.inner.root.join("manifests/sha256"), digest)
     }
 
-    /// The size of the complete blob, if the store has it.
+    /// The size of the complete blob, if the store has it; counts as a use
+    /// of the blob for the quota's least-recently-used order.
     pub async fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        tokio::fs::metadata(self.blob_path(digest))
+        let size = tokio::fs::metadata(self.blob_path(digest))
             .await
             .ok()
             .filter(|m| m.is_file())
-            .map(|m| m.len())
+            .map(|m| m.len())?;
+        self.lru().touch(digest);
+        Some(size)
     }
 
     /// A fresh, unique path under `tmp/` for a download in progress.
@@ -84,6 +288,13 @@ impl ContentStore {
     pub async fn commit_blob(&self, tmp: &Path, digest: &Digest) -> io::Result<PathBuf> {
         let dest = self.blob_path(digest);
         commit(tmp, &dest).await?;
+        let size = tokio::fs::metadata(&dest).await?.len();
+        let total = {
+            let mut lru = self.lru();
+            lru.insert(*digest, size);
+            lru.total()
+        };
+        metrics::gauge!(STORE_BYTES).set(total as f64);
         Ok(dest)
     }
 
@@ -151,6 +362,48 @@ fn shard(base: &Path, digest: &Digest) -> PathBuf {
     base.join(&hex[..2]).join(hex)
 }
 
+/// Every complete blob under `blobs/sha256`: digest, size, modification time.
+fn scan_blobs(base: &Path) -> io::Result<Vec<(Digest, u64, std::time::SystemTime)>> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(base)? {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(shard.path())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(digest) = name
+                .to_str()
+                .and_then(|hex| Digest::parse(&format!("sha256:{hex}")).ok())
+            else {
+                continue; // piece maps and strangers
+            };
+            let meta = entry.metadata()?;
+            if meta.is_file() {
+                let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                out.push((digest, meta.len(), mtime));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a write failed because the file system (or the user's disk
+/// quota) is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `dir`.
+fn available_space(dir: &Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 async fn commit(tmp: &Path, dest: &Path) -> io::Result<()> {
     if let Some(parent) = dest.parent() {
         tokio::fs::create_dir_all(parent).await?;
@@ -159,31 +412,4 @@ async fn commit(tmp: &Path, dest: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn manifests_round_trip_and_damage_is_detected() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContentStore::open(dir.path()).unwrap();
-        let body = b"{\"schemaVersion\":2}";
-        let d = Digest::of(body);
-        assert!(store.get_manifest(&d).await.is_none());
-        store.put_manifest(&d, "application/x", body).await.unwrap();
-        let (mt, got) = store.get_manifest(&d).await.unwrap();
-        assert_eq!((mt.as_str(), &got[..]), ("application/x", &body[..]));
-        std::fs::write(store.manifest_path(&d), b"tampered").unwrap();
-        assert!(store.get_manifest(&d).await.is_none());
-    }
-
-    #[tokio::test]
-    async fn tmp_is_cleared_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContentStore::open(dir.path()).unwrap();
-        let t = store.temp_path("x");
-        std::fs::write(&t, b"partial").unwrap();
-        drop(store);
-        ContentStore::open(dir.path()).unwrap();
-        assert!(!t.exists());
-    }
-}
+mod tests;

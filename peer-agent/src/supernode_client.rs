@@ -11,8 +11,10 @@ use http::{StatusCode, header};
 use reqwest::Url;
 use shoal_proto::{Digest, Reference, RepoName};
 
+use crate::access::{CLIENT_AUTH_HEADER, ClientAuth};
 use crate::fetch::{BlobSource, SourceBody};
 use crate::registry::RegistryError;
+use crate::upstream::AccessTarget;
 
 /// Largest manifest accepted from the supernode.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -130,6 +132,36 @@ impl SupernodeClient {
             digest,
             bytes,
         })
+    }
+
+    /// Asks whether `client` may read `repo` (`GET /api/v1/access`): `Ok`,
+    /// or the supernode's 401 `UNAUTHORIZED` / 403 `DENIED`, or another
+    /// error when it cannot tell. The client's `Authorization` travels in
+    /// [`CLIENT_AUTH_HEADER`].
+    pub async fn access(
+        &self,
+        upstream: &str,
+        repo: &RepoName,
+        target: &AccessTarget,
+        client: &ClientAuth,
+    ) -> Result<(), RegistryError> {
+        let (key, value) = match target {
+            AccessTarget::Manifest(r) => ("reference", r.to_string()),
+            AccessTarget::Blob(d) => ("digest", d.to_string()),
+        };
+        let url = self.url(
+            "api/v1/access",
+            &[
+                ("upstream", upstream),
+                ("repo", repo.as_str()),
+                (key, &value),
+            ],
+        );
+        let mut req = self.http.get(url);
+        if let Some(v) = client.header() {
+            req = req.header(CLIENT_AUTH_HEADER, v.clone());
+        }
+        self.send(req).await.map(drop)
     }
 
     /// Opens blob `digest` at `offset`.

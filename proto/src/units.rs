@@ -3,6 +3,10 @@
 //! Rates are bytes per second internally. On the command line a bare number
 //! is MiB/s (the unit of DESIGN.md's scenario table); a suffix picks another
 //! unit: `16`, `16MiB`, `16MiB/s`, `512KiB`, `100Mbit`, `1Gbit/s`, `20MB`.
+//!
+//! Sizes ([`ByteSize`], for disk quotas) are bytes; a bare number is bytes
+//! and a suffix picks a binary (`KiB`, `MiB`, `GiB`, `TiB`, or `K`, `M`,
+//! `G`, `T`) or decimal (`KB`, `MB`, `GB`, `TB`) unit: `20GiB`, `500MB`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -120,9 +124,135 @@ impl FromStr for Rate {
     }
 }
 
+/// A size in bytes (never zero), as `--max-disk` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(u64);
+
+/// Why a size could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ByteSizeError {
+    /// The text does not start with a number.
+    #[error("`{0}` is not a size: expected a number with a unit, e.g. 20GiB or 500MB")]
+    NotANumber(String),
+    /// The suffix is not a known unit.
+    #[error("unknown unit `{unit}` in `{text}`: use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB")]
+    UnknownUnit {
+        /// The whole input.
+        text: String,
+        /// The suffix that was not understood.
+        unit: String,
+    },
+    /// Zero, negative, not finite, or beyond 2^64 bytes.
+    #[error("size `{0}` must be a positive number of bytes below 16 EiB")]
+    OutOfRange(String),
+}
+
+impl ByteSize {
+    /// `n` bytes; `None` for zero.
+    pub fn from_bytes(n: u64) -> Option<ByteSize> {
+        (n > 0).then_some(ByteSize(n))
+    }
+
+    /// The size in bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", MIB),
+            ("KiB", 1 << 10),
+        ];
+        for (name, factor) in UNITS {
+            if self.0 >= factor {
+                let v = self.0 as f64 / factor as f64;
+                return if self.0.is_multiple_of(factor) {
+                    write!(f, "{v:.0}{name}")
+                } else {
+                    write!(f, "{v:.2}{name}")
+                };
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = ByteSizeError;
+
+    fn from_str(text: &str) -> Result<ByteSize, ByteSizeError> {
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| ByteSizeError::NotANumber(text.to_string()))?;
+        let unit = unit.trim();
+        let factor = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kib" => 1024.0,
+            "m" | "mib" => MIB as f64,
+            "g" | "gib" => (1u64 << 30) as f64,
+            "t" | "tib" => (1u64 << 40) as f64,
+            "kb" => 1e3,
+            "mb" => 1e6,
+            "gb" => 1e9,
+            "tb" => 1e12,
+            _ => {
+                return Err(ByteSizeError::UnknownUnit {
+                    text: text.to_string(),
+                    unit: unit.to_string(),
+                });
+            }
+        };
+        let bytes = (number * factor).round();
+        if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+            return Err(ByteSizeError::OutOfRange(text.to_string()));
+        }
+        Ok(ByteSize(bytes as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        let b = |s: &str| s.parse::<ByteSize>().unwrap().bytes();
+        assert_eq!(b("20GiB"), 20 << 30);
+        assert_eq!(b("20 gib"), 20 << 30);
+        assert_eq!(b("1.5G"), 3 << 29);
+        assert_eq!(b("500MB"), 500_000_000);
+        assert_eq!(b("4096"), 4096);
+        assert_eq!(b("64KiB"), 64 << 10);
+        assert_eq!(b("2TB"), 2_000_000_000_000);
+        assert!(matches!(
+            "".parse::<ByteSize>(),
+            Err(ByteSizeError::NotANumber(_))
+        ));
+        assert!(matches!(
+            "20 furlongs".parse::<ByteSize>(),
+            Err(ByteSizeError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            "0GiB".parse::<ByteSize>(),
+            Err(ByteSizeError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            "99999999TiB".parse::<ByteSize>(),
+            Err(ByteSizeError::OutOfRange(_))
+        ));
+        assert_eq!(ByteSize::from_bytes(20 << 30).unwrap().to_string(), "20GiB");
+        assert_eq!(ByteSize::from_bytes(1536).unwrap().to_string(), "1.50KiB");
+        assert_eq!(ByteSize::from_bytes(12).unwrap().to_string(), "12B");
+    }
 
     #[test]
     fn parses_the_spellings_the_cli_accepts() {

@@ -3,6 +3,9 @@
 //! - `GET|HEAD /api/v1/manifests?upstream=NAME&repo=REPO&reference=TAG|DIGEST`
 //! - `GET|HEAD /api/v1/blobs?upstream=NAME&repo=REPO&digest=DIGEST` (with `Range`)
 //! - `GET /api/v1/piecemap?upstream=NAME&repo=REPO&digest=DIGEST&known=K`
+//! - `GET /api/v1/access?upstream=NAME&repo=REPO&reference=REF|digest=DIGEST`
+//!   (may the client whose credentials the agent forwards read it; see
+//!   [`access`])
 //! - `POST /api/v1/seed` (signed with the cluster secret; see [`seeding`])
 //!
 //! Responses and errors have the same shape as a registry's, so an agent
@@ -16,6 +19,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, Method, Uri};
+use shoal_agent::fetch::FetchError;
 use shoal_agent::http_auth::require_auth;
 use shoal_agent::registry::{RegistryError, blob_response, manifest_response, query_param};
 use shoal_agent::upstream::Upstream;
@@ -23,14 +27,15 @@ use shoal_proto::{Digest, Reference, RepoName};
 use tracing::instrument;
 
 use crate::source::upstream_source;
-use crate::{Supernode, seeding};
+use crate::{Supernode, access, seeding};
 
 /// The API router (without `/healthz` and `/metrics`).
 pub fn app(state: Arc<Supernode>) -> Router {
     let mut router = Router::new()
         .route("/api/v1/manifests", get(manifest))
         .route("/api/v1/blobs", get(blob))
-        .route("/api/v1/piecemap", get(seeding::piece_map));
+        .route("/api/v1/piecemap", get(seeding::piece_map))
+        .route("/api/v1/access", get(access::access));
     if let Some(auth) = state.auth.clone() {
         // Only the tracker, signing with the cluster secret, may ask.
         let seed = Router::new()
@@ -74,7 +79,11 @@ async fn manifest(State(s): State<Arc<Supernode>>, method: Method, uri: Uri) -> 
     let res = async {
         let (upstream, repo) = target(&s, &uri)?;
         let reference = Reference::parse(&param(&uri, "reference")?)?;
-        let m = s.manifests.get(upstream, &repo, &reference).await?;
+        let m = s
+            .manifests
+            .get(upstream, &repo, &reference)
+            .await
+            .inspect_err(|e| s.access.note_refused(upstream, &repo, e.status))?;
         Ok::<_, RegistryError>(manifest_response(
             &method,
             &m.media_type,
@@ -97,8 +106,15 @@ async fn blob(
         let digest = Digest::parse(&param(&uri, "digest")?)?;
         let handle = s
             .fetcher
-            .get(&digest, || upstream_source(upstream.clone(), repo, digest))
-            .await?;
+            .get(&digest, || {
+                upstream_source(upstream.clone(), repo.clone(), digest)
+            })
+            .await
+            .inspect_err(|e| {
+                if let FetchError::Source(e) = e {
+                    s.access.note_refused(upstream, &repo, e.status);
+                }
+            })?;
         blob_response(&method, &headers, handle)
     };
     res.await.unwrap_or_else(IntoResponse::into_response)

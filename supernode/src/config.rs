@@ -7,12 +7,12 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 use shoal_agent::config::{
-    NamedUpstream, UpstreamEntry, load_file, merge_upstreams, parse_name_value,
+    NamedUpstream, UpstreamEntry, load_file, max_disk, merge_upstreams, parse_name_value,
 };
-use shoal_agent::daemon::LogFormat;
+use shoal_agent::daemon::{HttpArgs, HttpFile, HttpLimits, LogFormat};
 use shoal_agent::p2p::load_cluster_secret;
 use shoal_agent::pieces::P2pOptions;
-use shoal_proto::units::Rate;
+use shoal_proto::units::{ByteSize, Rate};
 
 /// Default API address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:65011";
@@ -46,6 +46,13 @@ pub struct SupernodeArgs {
     /// Directory for the content store [default: /var/lib/shoal/supernode].
     #[arg(long, env = "SHOAL_SUPERNODE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Disk quota for complete blobs in the data dir, e.g. 200GiB or 1TB
+    /// (a bare number is bytes). The least recently used blobs that no
+    /// agent is fetching are evicted to stay within it, before each
+    /// download and every 30 s [default: no quota; a download that does not
+    /// fit on the disk is refused].
+    #[arg(long, env = "SHOAL_SUPERNODE_MAX_DISK", value_name = "SIZE")]
+    pub max_disk: Option<ByteSize>,
     /// Base URL of the tracker, e.g. http://tracker:65010.
     #[arg(long, env = "SHOAL_SUPERNODE_TRACKER", value_name = "URL")]
     pub tracker: Option<String>,
@@ -83,6 +90,9 @@ pub struct SupernodeArgs {
     /// Write {"http": ADDR, "p2p": ADDR} to this file once listening.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Limits of the API's HTTP listener.
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// The supernode's config file.
@@ -95,6 +105,8 @@ pub struct SupernodeFile {
     pub p2p_listen: Option<SocketAddr>,
     /// See `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// See `--max-disk`.
+    pub max_disk: Option<String>,
     /// See `--tracker`.
     pub tracker: Option<String>,
     /// See `--tag-ttl`.
@@ -107,6 +119,10 @@ pub struct SupernodeFile {
     pub upload_rate: Option<String>,
     /// See `--max-uploads`.
     pub max_uploads: Option<usize>,
+    /// See `--http-max-connections`.
+    pub http_max_connections: Option<usize>,
+    /// See `--http-header-timeout` (`30s`).
+    pub http_header_timeout: Option<String>,
     /// Upstreams.
     pub upstream: Vec<UpstreamEntry>,
 }
@@ -120,6 +136,8 @@ pub struct SupernodeConfig {
     pub p2p_listen: SocketAddr,
     /// Data dir.
     pub data_dir: PathBuf,
+    /// Disk quota for complete blobs.
+    pub max_disk: Option<ByteSize>,
     /// Tracker base URL.
     pub tracker: Option<String>,
     /// Upstreams, default first.
@@ -130,6 +148,8 @@ pub struct SupernodeConfig {
     pub log_format: LogFormat,
     /// Ready file.
     pub ready_file: Option<PathBuf>,
+    /// Limits of the HTTP listener.
+    pub http: HttpLimits,
     /// Piece transport, when a cluster secret is configured.
     pub p2p: Option<P2pOptions>,
 }
@@ -169,6 +189,7 @@ impl SupernodeArgs {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            max_disk: max_disk(self.max_disk, file.max_disk.as_deref())?,
             tracker: self.tracker.or(file.tracker),
             upstreams: merge_upstreams(&self.upstreams, &self.upstream_cas, &file.upstream)?,
             tag_ttl: self
@@ -178,6 +199,10 @@ impl SupernodeArgs {
                 .unwrap_or(DEFAULT_TAG_TTL),
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             ready_file: self.ready_file,
+            http: self.http.limits_over(&HttpFile::new(
+                file.http_max_connections,
+                file.http_header_timeout.clone(),
+            ))?,
             p2p,
         })
     }
@@ -194,6 +219,7 @@ mod tests {
         assert_eq!(c.tag_ttl, Duration::from_secs(30));
         assert_eq!(c.upstreams[0].name, "docker.io");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.max_disk, None);
     }
 
     #[test]
@@ -202,7 +228,7 @@ mod tests {
         let f = dir.path().join("s.toml");
         std::fs::write(
             &f,
-            "listen = \"127.0.0.1:1\"\ntag_ttl = 5\n[[upstream]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\n",
+            "listen = \"127.0.0.1:1\"\ntag_ttl = 5\nmax_disk = \"2GiB\"\n[[upstream]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\n",
         )
         .unwrap();
         let args = SupernodeArgs {
@@ -213,6 +239,7 @@ mod tests {
         let c = args.into_config().unwrap();
         assert_eq!(c.listen, "127.0.0.1:2".parse().unwrap());
         assert_eq!(c.tag_ttl, Duration::from_secs(5));
+        assert_eq!(c.max_disk.map(ByteSize::bytes), Some(2 << 30));
         assert_eq!(c.upstreams[0].name, "ghcr.io");
     }
 

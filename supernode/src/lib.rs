@@ -10,9 +10,12 @@
 //! - [`manifests`]: tag resolution and the manifest cache;
 //! - [`source`]: the upstream as a blob source for the shared fetcher;
 //! - [`seeding`]: piece maps for agents and seeding on the tracker's request;
+//! - [`access`]: whether a client may read a repository, asked upstream
+//!   with the client's own credentials;
 //! - [`api`]: the HTTP API for agents (`docs/API.md`).
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod manifests;
@@ -47,12 +50,14 @@ pub struct Supernode {
     pub auth: Option<Auth>,
     /// The QUIC address pieces are served on, once bound.
     pub p2p_addr: OnceLock<SocketAddr>,
+    /// Access checks for agents, with their clients' credentials.
+    pub access: access::AccessChecks,
 }
 
 impl Supernode {
     /// Builds the state from a validated config.
     pub fn new(cfg: &SupernodeConfig) -> anyhow::Result<Self> {
-        let store = ContentStore::open(&cfg.data_dir)
+        let store = ContentStore::open_with_quota(&cfg.data_dir, cfg.max_disk)
             .with_context(|| format!("cannot open data dir {}", cfg.data_dir.display()))?;
         let opts = UpstreamOptions::default();
         let mut upstreams = HashMap::new();
@@ -72,6 +77,7 @@ impl Supernode {
             },
             auth: cfg.p2p.as_ref().map(|p| Auth::Signed(p.secret.http_auth())),
             p2p_addr: OnceLock::new(),
+            access: access::AccessChecks::default(),
         })
     }
 }
@@ -80,6 +86,7 @@ impl Supernode {
 pub async fn run(cfg: SupernodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = daemon::install_metrics();
     let state = Arc::new(Supernode::new(&cfg)?);
+    shoal_agent::store::quota::spawn_enforcer(state.fetcher.store().clone(), shutdown.clone());
     let listener = daemon::bind(cfg.listen).await?;
     let http = listener.local_addr()?;
     let p2p = match &cfg.p2p {
@@ -106,6 +113,6 @@ pub async fn run(cfg: SupernodeConfig, shutdown: CancellationToken) -> anyhow::R
         daemon::write_ready_file(path, &ready)?;
     }
     let app = api::app(state).merge(daemon::ops_router(metrics));
-    daemon::serve(listener, app, shutdown.cancelled_owned()).await?;
+    daemon::serve(listener, app, &cfg.http, shutdown.cancelled_owned()).await?;
     Ok(())
 }

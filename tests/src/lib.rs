@@ -8,11 +8,16 @@
 //!   log parsed to count requests per blob;
 //! - [`image`]: seeded multi-platform OCI images and pushing them;
 //! - [`tls`]: a test CA and a server certificate for loopback;
+//! - [`token_server`]: a registry token server issuing signed JWTs, for a
+//!   registry behind Bearer token authentication;
 //! - [`procs`] and [`cluster`]: `shoal-supernode`, `shoal-agent`,
-//!   `shoal-tracker` from the workspace's target directory;
+//!   `shoal-tracker` from the workspace's target directory; [`swarm`]: a
+//!   swarming cluster (tracker, seeding supernode, agents, cluster secret);
 //! - [`clients`]: skopeo, containerd's `ctr` and dockerd pulling through a
 //!   mirror, configured with the examples in `docs/examples/`;
 //! - [`oci_pull`]: an in-process puller that verifies every digest;
+//! - [`fake_peer`]: a cluster member that lies about its pieces;
+//! - [`tmpfs`]: a small file system of its own, to fill up;
 //! - [`child`], [`wait`], [`http`], [`lock`], [`tmp`]: process guards,
 //!   bounded waits, HTTP clients, the lock that keeps heavy tests from
 //!   overlapping, and temporary directories (`SHOAL_TEST_KEEP_TMP=1` keeps
@@ -21,6 +26,7 @@
 pub mod child;
 pub mod clients;
 pub mod cluster;
+pub mod fake_peer;
 pub mod fault_upstream;
 pub mod http;
 pub mod image;
@@ -28,6 +34,9 @@ pub mod lock;
 pub mod oci_pull;
 pub mod procs;
 pub mod registry;
+pub mod swarm;
 pub mod tls;
 pub mod tmp;
+pub mod tmpfs;
+pub mod token_server;
 pub mod wait;

@@ -5,6 +5,7 @@
 //! `--ready-file` as `{"http":"127.0.0.1:PORT","p2p":"127.0.0.1:PORT"}`;
 //! [`Daemon`] waits for that file and for `GET /healthz` to answer 200.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,13 +17,19 @@ use crate::child::ChildGuard;
 use crate::wait::{STARTUP_TIMEOUT, poll};
 
 /// The path of a workspace binary in the same target directory as this test
-/// (`target/debug/deps/tests-…` → `target/debug/NAME`).
+/// (`target/debug/deps/tests-…` → `target/debug/NAME`), or in
+/// `$SHOAL_BIN_DIR` if set (for instance `target/release`, to measure
+/// release builds from a debug test binary).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps");
+    let dir = match std::env::var_os("SHOAL_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf(),
+    };
     let path = dir.join(name);
     if !path.exists() {
         panic!(
@@ -43,10 +50,19 @@ struct ReadyFile {
 /// A running Shoal daemon.
 pub struct Daemon {
     child: ChildGuard,
+    name: String,
+    /// The command line, to start the daemon again ([`Daemon::restart`]).
+    program: OsString,
+    args: Vec<OsString>,
+    starts: u32,
     http: SocketAddr,
     p2p: Option<SocketAddr>,
     dir: TempDir,
 }
+
+/// Flags whose `127.0.0.1:0` becomes the bound address on a restart.
+const HTTP_LISTEN: [&str; 2] = ["--listen", "--registry-listen"];
+const P2P_LISTEN: &str = "--p2p-listen";
 
 /// Options for [`Daemon::supernode`].
 #[derive(Clone, Debug, Default)]
@@ -163,65 +179,54 @@ impl Daemon {
         let ready = dir.path().join("ready.json");
         let mut cmd = Command::new(&bin);
         args(&mut cmd, dir.path(), &ready);
-        // Plain text logs: they end up in files and in failure messages;
-        // no backtraces, they would push a panic's message out of the tail.
-        cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "0");
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let cmdline = format!("{cmd:?}");
-        let mut child = ChildGuard::spawn(name, cmd, &dir.path().join(format!("{name}.log")));
-
-        let started = poll(
-            &format!("{name} to write {}", ready.display()),
-            STARTUP_TIMEOUT,
-            || {
-                let exited = child.try_exited();
-                let content = std::fs::read(&ready).ok();
-                async move {
-                    if let Some(bytes) = content
-                        && let Ok(parsed) = serde_json::from_slice::<ReadyFile>(&bytes)
-                    {
-                        return Ok(Some(parsed));
-                    }
-                    match exited {
-                        Some(status) => Err(format!("{name} exited before it was ready: {status}")),
-                        None => Ok(None),
-                    }
-                }
-            },
-        )
-        .await;
-        let ready = match started {
-            Ok(r) => r,
-            Err(e) => panic!("{e}\ncommand: {cmdline}"),
-        };
-        let mut daemon = Daemon {
+        let program = cmd.get_program().to_owned();
+        let args: Vec<OsString> = cmd.get_args().map(ToOwned::to_owned).collect();
+        let (child, ready) = launch(name, cmd, dir.path(), &format!("{name}.log")).await;
+        Daemon {
             child,
+            name: name.to_owned(),
+            program,
+            args,
+            starts: 1,
             http: ready.http,
             p2p: ready.p2p,
             dir,
-        };
-        let client = crate::http::client();
-        let url = format!("{}/healthz", daemon.http_url());
-        let healthy = poll(&format!("{name} GET /healthz"), STARTUP_TIMEOUT, || {
-            let exited = daemon.child.try_exited();
-            let req = client.get(&url).send();
-            async move {
-                if let Some(status) = exited {
-                    return Err(format!("{name} exited: {status}"));
-                }
-                Ok(match req.await {
-                    Ok(r) if r.status() == reqwest::StatusCode::OK => Some(()),
-                    _ => None,
-                })
-            }
-        })
-        .await;
-        if let Err(e) = healthy {
-            panic!("{e}");
         }
-        daemon
+    }
+
+    /// Kills the daemon with SIGKILL (no shutdown, like a crash) and starts
+    /// it again with the same flags, data directory and addresses: the
+    /// `127.0.0.1:0` of its listen flags becomes the address it had bound.
+    /// The new process logs to a file of its own (`NAME.restartN.log`).
+    pub async fn restart(&mut self) {
+        self.kill();
+        let ready = self.dir.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let mut args = self.args.clone();
+        for i in 1..args.len() {
+            let flag = args[i - 1].to_str().unwrap_or_default();
+            if HTTP_LISTEN.contains(&flag) {
+                args[i] = self.http.to_string().into();
+            } else if flag == P2P_LISTEN
+                && let Some(p2p) = self.p2p
+            {
+                args[i] = p2p.to_string().into();
+            }
+        }
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&args);
+        let log = format!("{}.restart{}.log", self.name, self.starts);
+        self.starts += 1;
+        let (child, addrs) = launch(&self.name, cmd, self.dir.path(), &log).await;
+        assert_eq!(addrs.http, self.http, "{} restarted elsewhere", self.name);
+        self.child = child;
+        self.p2p = addrs.p2p;
+    }
+
+    /// Kills the daemon with SIGKILL and reaps it; a later
+    /// [`restart`](Self::restart) starts it again.
+    pub fn kill(&mut self) {
+        self.child.kill();
     }
 
     /// The HTTP address (registry API for an agent, API for the others).
@@ -237,6 +242,11 @@ impl Daemon {
     /// The QUIC address, if the daemon has one.
     pub fn p2p_addr(&self) -> Option<SocketAddr> {
         self.p2p
+    }
+
+    /// The process id (for `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The daemon's `--data-dir`.
@@ -271,6 +281,66 @@ impl Daemon {
     pub async fn metric_sum(&self, name: &str) -> Option<f64> {
         sum_metric(&self.metrics().await, name)
     }
+}
+
+/// Starts `cmd` (a daemon with `--ready-file DIR/ready.json`), logging to
+/// `DIR/LOG`, and waits until it has written its addresses and answers
+/// `GET /healthz`.
+async fn launch(name: &str, mut cmd: Command, dir: &Path, log: &str) -> (ChildGuard, ReadyFile) {
+    let ready = dir.join("ready.json");
+    // Plain text logs: they end up in files and in failure messages;
+    // no backtraces, they would push a panic's message out of the tail.
+    cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "0");
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    let cmdline = format!("{cmd:?}");
+    let mut child = ChildGuard::spawn(name, cmd, &dir.join(log));
+
+    let started = poll(
+        &format!("{name} to write {}", ready.display()),
+        STARTUP_TIMEOUT,
+        || {
+            let exited = child.try_exited();
+            let content = std::fs::read(&ready).ok();
+            async move {
+                if let Some(bytes) = content
+                    && let Ok(parsed) = serde_json::from_slice::<ReadyFile>(&bytes)
+                {
+                    return Ok(Some(parsed));
+                }
+                match exited {
+                    Some(status) => Err(format!("{name} exited before it was ready: {status}")),
+                    None => Ok(None),
+                }
+            }
+        },
+    )
+    .await;
+    let ready = match started {
+        Ok(r) => r,
+        Err(e) => panic!("{e}\ncommand: {cmdline}"),
+    };
+    let client = crate::http::client();
+    let url = format!("http://{}/healthz", ready.http);
+    let healthy = poll(&format!("{name} GET /healthz"), STARTUP_TIMEOUT, || {
+        let exited = child.try_exited();
+        let req = client.get(&url).send();
+        async move {
+            if let Some(status) = exited {
+                return Err(format!("{name} exited: {status}"));
+            }
+            Ok(match req.await {
+                Ok(r) if r.status() == reqwest::StatusCode::OK => Some(()),
+                _ => None,
+            })
+        }
+    })
+    .await;
+    if let Err(e) = healthy {
+        panic!("{e}");
+    }
+    (child, ready)
 }
 
 /// Sums the samples of `name` in Prometheus text format.

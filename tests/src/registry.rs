@@ -12,16 +12,23 @@
 //! `msg="listening on 127.0.0.1:43687"` once it has bound port 0. The access
 //! log is kept apart so that [`Registry::count_requests`] counts requests, not
 //! log messages. A line is written when the response is complete.
+//!
+//! [`Registry::start_with_auth`] puts the registry behind authentication:
+//! Basic against an htpasswd file (bcrypt hashes made here), or Bearer
+//! tokens from a [`TokenServer`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
+use base64::Engine;
+
 use crate::child::ChildGuard;
 use crate::tls::TestPki;
+use crate::token_server::{ISSUER, SERVICE, TokenServer};
 use crate::wait::{STARTUP_TIMEOUT, poll};
 
 /// Where Debian installs the registry.
@@ -38,6 +45,40 @@ pub struct AccessLogEntry {
     pub status: u16,
 }
 
+/// How the registry authenticates its clients.
+#[derive(Clone, Copy)]
+pub enum RegistryAuth<'a> {
+    /// Not at all: anyone may pull and push.
+    None,
+    /// Basic credentials checked against an htpasswd file with these
+    /// (user, password) pairs.
+    Htpasswd(&'a [(&'a str, &'a str)]),
+    /// Bearer tokens issued by this token server (the Docker token flow).
+    Token(&'a TokenServer),
+}
+
+/// `Basic <base64(user:password)>`.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// A plain-HTTP client sending `authorization` with every request: to push
+/// to a registry behind authentication, or to pull as a client with
+/// credentials.
+pub fn authorized_client(authorization: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(authorization).expect("header value");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(120))
+        .default_headers(headers)
+        .build()
+        .expect("build HTTP client")
+}
+
 /// A running `docker-registry`, killed on drop.
 pub struct Registry {
     child: ChildGuard,
@@ -50,18 +91,24 @@ pub struct Registry {
 impl Registry {
     /// Starts a plain-HTTP registry.
     pub async fn start() -> Registry {
-        Self::start_with(None).await
+        Self::start_with(None, RegistryAuth::None).await
     }
 
     /// Starts a registry serving HTTPS with `pki`'s server certificate.
     pub async fn start_tls(pki: &TestPki) -> Registry {
-        Self::start_with(Some(pki)).await
+        Self::start_with(Some(pki), RegistryAuth::None).await
     }
 
-    async fn start_with(pki: Option<&TestPki>) -> Registry {
+    /// Starts a plain-HTTP registry that authenticates every request.
+    pub async fn start_with_auth(auth: RegistryAuth<'_>) -> Registry {
+        Self::start_with(None, auth).await
+    }
+
+    async fn start_with(pki: Option<&TestPki>, auth: RegistryAuth<'_>) -> Registry {
         let dir = crate::tmp::dir("shoal-registry-");
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).expect("create storage dir");
+        let auth = auth_config(dir.path(), auth);
         let tls = match pki {
             Some(pki) => format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
@@ -75,7 +122,7 @@ impl Registry {
              log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: 127.0.0.1:0\n  secret: shoal-tests-not-a-secret\n{tls}",
+             http:\n  addr: 127.0.0.1:0\n  secret: shoal-tests-not-a-secret\n{tls}{auth}",
             storage.display()
         );
         let config_path = dir.path().join("config.yml");
@@ -127,7 +174,12 @@ impl Registry {
             let req = client.get(&url).send();
             async move {
                 Ok(match req.await {
-                    Ok(resp) if resp.status().is_success() => Some(()),
+                    Ok(resp)
+                        if resp.status().is_success()
+                            || resp.status() == reqwest::StatusCode::UNAUTHORIZED =>
+                    {
+                        Some(())
+                    }
                     _ => None,
                 })
             }
@@ -202,6 +254,36 @@ impl Registry {
             },
         )
         .await;
+    }
+}
+
+/// The `auth:` section of the registry's config for `auth`, writing the
+/// htpasswd file into `dir` when needed.
+fn auth_config(dir: &Path, auth: RegistryAuth<'_>) -> String {
+    match auth {
+        RegistryAuth::None => String::new(),
+        RegistryAuth::Htpasswd(users) => {
+            let path = dir.join("htpasswd");
+            let lines: String = users
+                .iter()
+                .map(|(user, password)| {
+                    // The lowest cost bcrypt allows: these are test passwords.
+                    let hash = bcrypt::hash(password, 4).expect("bcrypt");
+                    format!("{user}:{hash}\n")
+                })
+                .collect();
+            std::fs::write(&path, lines).expect("write htpasswd");
+            format!(
+                "auth:\n  htpasswd:\n    realm: shoal-test\n    path: {}\n",
+                path.display()
+            )
+        }
+        RegistryAuth::Token(server) => format!(
+            "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
+             rootcertbundle: {}\n",
+            server.realm(),
+            server.cert_pem().display()
+        ),
     }
 }
 

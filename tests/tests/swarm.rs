@@ -17,7 +17,6 @@
 //!   another secret fails to fetch a piece from the running supernode;
 //!   one with the right secret gets it.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +30,7 @@ use shoal_tests::lock;
 use shoal_tests::oci_pull::{PullRequest, pull};
 use shoal_tests::procs::{Daemon, SupernodeOptions};
 use shoal_tests::registry::Registry;
+use shoal_tests::swarm::{SECRET, SwarmCluster, SwarmOptions, args, write_secret};
 
 /// Agents pulling at once.
 const AGENTS: usize = 10;
@@ -48,7 +48,6 @@ const SEED_UPLOADS: &str = "4";
 /// could serve everyone; 8 MiB/s keeps the load spread and the test's CPU
 /// use (debug builds, 2 cores) bounded.
 const AGENT_RATE: &str = "8MiB";
-const SECRET: &str = "swarm test cluster secret, 32 bytes\n";
 const MIB: usize = 1024 * 1024;
 
 /// A 3-layer image of 64 MiB (32 + 24 + 8 MiB of random data): 256 pieces
@@ -65,70 +64,25 @@ fn image() -> TestImage {
     )
 }
 
-fn write_secret(dir: &Path, contents: &str) -> std::path::PathBuf {
-    let path = dir.join("cluster-secret");
-    std::fs::write(&path, contents).expect("write secret");
-    let mut perms = std::fs::metadata(&path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-    std::fs::set_permissions(&path, perms).unwrap();
-    path
-}
-
-fn args(pairs: &[(&str, String)]) -> Vec<String> {
-    pairs
-        .iter()
-        .flat_map(|(k, v)| [k.to_string(), v.clone()])
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_swarm_pieces_and_upstream_sees_each_blob_once() {
     let _heavy = lock::heavy().await;
-    let tmp = shoal_tests::tmp::dir("swarm-");
-    let secret = write_secret(tmp.path(), SECRET);
-    let secret_s = secret.display().to_string();
-    let registry = Registry::start().await;
-    let image = image();
-    image
-        .push(&registry.client(), &registry.url(), REPO, TAG)
-        .await;
-    let supernode = Daemon::supernode_with(
-        &SupernodeOptions {
-            upstreams: upstreams(&registry),
-            upstream_cas: Vec::new(),
+    let c = SwarmCluster::start(
+        image(),
+        &SwarmOptions {
+            agents: AGENTS,
+            seed_rate: Some(SEED_RATE.into()),
+            seed_uploads: Some(SEED_UPLOADS.into()),
+            agent_rate: Some(AGENT_RATE.into()),
+            announce_interval: "1".into(),
         },
-        &args(&[
-            ("--cluster-secret-file", secret_s.clone()),
-            ("--upload-rate", SEED_RATE.into()),
-            ("--max-uploads", SEED_UPLOADS.into()),
-        ]),
     )
     .await;
-    let tracker = Daemon::tracker_with(
-        &secret,
-        &args(&[
-            ("--supernode", supernode.http_url()),
-            ("--announce-interval", "1".into()),
-        ]),
-    )
-    .await;
-    let agent_args = args(&[
-        ("--cluster-secret-file", secret_s),
-        ("--tracker", tracker.http_url()),
-        ("--upload-rate", AGENT_RATE.into()),
-    ]);
-    let ups = upstreams(&registry);
-    let agents = futures_util::future::join_all(
-        (0..AGENTS).map(|_| Daemon::agent_with(&supernode, &ups, &agent_args)),
-    )
-    .await;
+    let (agents, registry, image) = (&c.agents, &c.registry, &c.image);
 
     let started = Instant::now();
     let client = shoal_tests::http::client();
-    let requests: Vec<PullRequest> = agents
-        .iter()
-        .map(|a| PullRequest::new(&a.http_url(), REPO, TAG).with_ns(UPSTREAM_NAME))
-        .collect();
+    let requests: Vec<PullRequest> = agents.iter().map(SwarmCluster::pull_request).collect();
     let results = futures_util::future::join_all(requests.iter().map(|r| pull(&client, r))).await;
     let elapsed = started.elapsed();
     let amd64 = image.platform("amd64");
@@ -150,7 +104,7 @@ async fn agents_swarm_pieces_and_upstream_sees_each_blob_once() {
     }
 
     let (mut peer, mut total) = (0.0, 0.0);
-    for a in &agents {
+    for a in agents {
         let text = a.metrics().await;
         for line in text
             .lines()

@@ -11,7 +11,7 @@ use clap::Parser;
 use reqwest::Url;
 use serde::Deserialize;
 use shoal_agent::config::load_file;
-use shoal_agent::daemon::LogFormat;
+use shoal_agent::daemon::{HttpArgs, HttpFile, HttpLimits, LogFormat};
 use shoal_agent::http_auth::Auth;
 use shoal_agent::p2p::load_cluster_secret;
 
@@ -67,6 +67,9 @@ pub struct TrackerArgs {
     /// Write {"http": ADDR} to this file once listening.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Limits of the HTTP listener.
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// The tracker's config file.
@@ -85,6 +88,10 @@ pub struct TrackerFile {
     pub announce_interval: Option<f64>,
     /// See `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// See `--http-max-connections`.
+    pub http_max_connections: Option<usize>,
+    /// See `--http-header-timeout` (`30s`).
+    pub http_header_timeout: Option<String>,
 }
 
 /// Validated tracker configuration.
@@ -103,6 +110,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Ready file.
     pub ready_file: Option<PathBuf>,
+    /// Limits of the HTTP listener.
+    pub http: HttpLimits,
 }
 
 impl TrackerArgs {
@@ -144,6 +153,10 @@ impl TrackerArgs {
             announce_interval: announce_interval(secs)?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             ready_file: self.ready_file,
+            http: self.http.limits_over(&HttpFile::new(
+                file.http_max_connections,
+                file.http_header_timeout.clone(),
+            ))?,
         })
     }
 }

@@ -76,6 +76,6 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         daemon::write_ready_file(path, &ReadyInfo { http, p2p: None })?;
     }
     let router = app(handle, cfg.auth).merge(daemon::ops_router(prometheus));
-    daemon::serve(listener, router, shutdown.cancelled_owned()).await?;
+    daemon::serve(listener, router, &cfg.http, shutdown.cancelled_owned()).await?;
     Ok(())
 }

@@ -14,11 +14,13 @@ use crate::units::Rate;
 const PULL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Pulls the benchmark image from each of `registries` (one node per URL)
-/// at the same time, each client capped at `down`. Returns every node's
+/// at the same time, each client capped at `down` if given (when the
+/// client is the node's network end, as in a direct pull; a runtime reading
+/// from its node's agent is not, the agent enforces the node's cap). Returns every node's
 /// result relative to t0, taken just before the first pull starts.
 pub async fn pull_all(
     registries: &[String],
-    down: Rate,
+    down: Option<Rate>,
     progress: &Arc<Progress>,
 ) -> Vec<NodeResult> {
     let clients: Vec<reqwest::Client> = registries
@@ -33,7 +35,7 @@ pub async fn pull_all(
         .map(|(url, client)| {
             let req = PullRequest::new(url, REPO, TAG);
             let opts = PullOptions {
-                throttle: Throttle::new(down),
+                throttle: down.map_or_else(Throttle::unlimited, Throttle::new),
                 progress: Some(progress.bytes_counter()),
             };
             let progress = progress.clone();

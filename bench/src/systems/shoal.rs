@@ -1,13 +1,15 @@
 //! Shoal: a tracker, a supernode (the seed) and N agents as processes; node
 //! i pulls through agent i like a container runtime would. The embedded
-//! upstream behind the supernode is not capped: the seed is.
+//! upstream behind the supernode is not capped: the seed is. With
+//! `--upstream URL` the supernode and agents use that registry instead,
+//! through the bench's counting proxy ([`Source`]).
 
 use std::time::Duration;
 
-use super::{REPO, SystemError, SystemKind, SystemOutcome, SystemSpec, TAG, UPSTREAM_NAME, fleet};
+use super::source::Source;
+use super::{SystemError, SystemKind, SystemOutcome, SystemSpec, UPSTREAM_NAME, fleet};
 use crate::cluster::{Caps, Cluster, ClusterConfig};
 use crate::throttle::Throttle;
-use crate::upstream::{Upstream, UpstreamConfig};
 
 /// The report's note with `--no-p2p`: the daemons enforce no caps.
 pub const UNCAPPED_NOTE: &str = "shoal: with --no-p2p the agents fetch whole blobs from the \
@@ -17,7 +19,7 @@ pub const UNCAPPED_NOTE: &str = "shoal: with --no-p2p the agents fetch whole blo
 /// The report's note with piece swarming (the default).
 pub const P2P_NOTE: &str = "shoal: daemons share a generated cluster \
      secret and swarm pieces over QUIC; seed and peer caps are passed to them as \
-     --upload-rate/--download-rate, and the per-node download cap is also enforced client-side";
+     --upload-rate/--download-rate; the runtimes read from their agents uncapped (loopback on the node)";
 
 /// Measures Shoal.
 pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
@@ -25,7 +27,11 @@ pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
     spec.wait_for_start().await;
     let (upstream, cluster) = prepared?;
     let urls: Vec<String> = cluster.agents.iter().map(|a| a.http_url()).collect();
-    let nodes = fleet::pull_all(&urls, spec.peer_down, &spec.progress).await;
+    // With swarming, each agent caps its node's traffic with other nodes
+    // (`--download-rate`); its runtime reads from it over the node's
+    // loopback, which no NIC limits. Without, the client is capped.
+    let client_cap = (!spec.p2p).then_some(spec.peer_down);
+    let nodes = fleet::pull_all(&urls, client_cap, &spec.progress).await;
 
     let client = crate::http::client(Duration::from_secs(30));
     let metrics = cluster.scrape(&client).await?;
@@ -37,11 +43,12 @@ pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
         );
     }
     drop(cluster);
-    let notes = vec![if spec.p2p { P2P_NOTE } else { UNCAPPED_NOTE }.to_string()];
+    let mut notes = vec![if spec.p2p { P2P_NOTE } else { UNCAPPED_NOTE }.to_string()];
+    notes.extend(upstream.note("shoal", spec));
     Ok(SystemOutcome {
         kind: SystemKind::Shoal,
         nodes,
-        upstream_bytes: upstream.counters().bytes_sent(),
+        upstream_bytes: upstream.bytes_sent(),
         seed_bytes: metrics
             .agent_bytes_by_source
             .get("supernode")
@@ -53,15 +60,11 @@ pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
     })
 }
 
-async fn prepare(spec: &SystemSpec) -> Result<(Upstream, Cluster), SystemError> {
-    let upstream = Upstream::start(UpstreamConfig {
-        image: spec.image.clone(),
-        repo: REPO.into(),
-        tag: TAG.into(),
-        throttle: Throttle::unlimited(),
-    })
-    .await
-    .map_err(SystemError::Upstream)?;
+/// The upstream (uncapped: the seed is capped) and the cluster.
+async fn prepare(spec: &SystemSpec) -> Result<(Source, Cluster), SystemError> {
+    let upstream = Source::start(spec, Throttle::unlimited())
+        .await
+        .map_err(SystemError::Upstream)?;
     // The daemons enforce caps on their peer-to-peer path only.
     let (seed_caps, peer_caps) = if spec.p2p {
         (

@@ -45,6 +45,7 @@ pub struct PieceTask {
 
 struct Inner {
     digest: Digest,
+    store: crate::store::ContentStore,
     dir: PathBuf,
     data: Arc<PathBuf>,
     tx: watch::Sender<State>,
@@ -87,6 +88,7 @@ impl Fetcher {
             let task = PieceTask {
                 inner: Arc::new(Inner {
                     digest: *digest,
+                    store: self.store.clone(),
                     data: Arc::new(dir.join("data")),
                     dir,
                     tx,
@@ -140,6 +142,15 @@ impl PieceTask {
             .await
             .map_err(|e| FetchError::Io(e.to_string()))?
             .map_err(|e| io_err(&self.inner.dir, e))?;
+        // Room for the pieces still missing, checked before any reader sees
+        // a size; a task with nothing in it yet is not kept.
+        let held: u64 = have.iter_held().map(|i| layout.piece_len(i)).sum();
+        if let Err(e) = self.inner.store.make_room_for(layout.size - held).await {
+            if have.count() == 0 {
+                let _ = tokio::fs::remove_dir_all(&self.inner.dir).await;
+            }
+            return Err(e.into());
+        }
         let resumed = have.count();
         if resumed > 0 {
             tracing::info!(digest = %self.inner.digest, pieces = resumed, of = layout.piece_count(),

@@ -16,7 +16,6 @@ use shoal_proto::wire::{ErrorCode, PieceRequest, PieceResponse};
 use shoal_proto::{Digest, Hasher, PieceError, PieceMap, encode_frame};
 
 use super::endpoint::ConnectError;
-use super::metrics::{PIECES_REJECTED, PIECES_VERIFIED};
 use super::stream::{FrameReader, PROTOCOL_ERROR, ReadFrameError};
 
 /// Largest chunk taken from quinn at once while reading a piece.
@@ -279,7 +278,6 @@ pub(crate) async fn request_piece(
     if hasher.finish() != map.pieces[index as usize] {
         return Err(reject(peer, PieceError::HashMismatch { index }));
     }
-    ::metrics::counter!(PIECES_VERIFIED).increment(1);
     Ok(VerifiedPiece {
         digest: map.digest,
         index,
@@ -288,9 +286,10 @@ pub(crate) async fn request_piece(
     })
 }
 
-/// Counts a rejected piece and names the peer that sent it.
+/// Logs a rejected piece and names the peer that sent it. The swarm
+/// counts it (it also counts pieces fetched over HTTP): counting here too
+/// would count every bad piece twice.
 fn reject(peer: SocketAddr, source: PieceError) -> FetchError {
-    ::metrics::counter!(PIECES_REJECTED).increment(1);
     tracing::warn!(%peer, error = %source, "peer sent a bad piece");
     FetchError::BadPiece { peer, source }
 }

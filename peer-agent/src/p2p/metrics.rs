@@ -5,7 +5,13 @@
 pub const BYTES_SENT: &str = "shoal_agent_bytes_sent_total";
 /// Gauge: peer connections open now, incoming and outgoing.
 pub const PEERS_CONNECTED: &str = "shoal_agent_peers_connected";
-/// Counter: pieces received whose sha256 matched the piece map.
-pub const PIECES_VERIFIED: &str = "shoal_agent_pieces_verified_total";
-/// Counter: pieces received and refused (wrong hash or wrong length).
-pub const PIECES_REJECTED: &str = "shoal_agent_pieces_rejected_total";
+/// Counter: piece requests from peers answered without the piece, by
+/// `reason`: `busy` (at the upload cap), `not_have`, `no_such_piece` (an
+/// index past the blob's last piece), `internal` (the piece could not be
+/// read), `bad_request` (a garbage or truncated request: its stream is
+/// reset) or `timeout` (the request never arrived whole).
+///
+/// Pieces received are counted by the swarm, which sees every source
+/// (`shoal_agent_pieces_verified_total`,
+/// `shoal_agent_pieces_rejected_total` in [`crate::swarm`]).
+pub const REQUESTS_REFUSED: &str = "shoal_agent_piece_requests_refused_total";

@@ -20,7 +20,7 @@ use shoal_proto::{Digest, PieceMap, encode_frame};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::limit::RateLimiter;
-use super::metrics::BYTES_SENT;
+use super::metrics::{BYTES_SENT, REQUESTS_REFUSED};
 use super::stream::{FrameReader, PROTOCOL_ERROR, ReadFrameError, TIMEOUT};
 
 /// Bytes of a piece written (and reserved from the rate limiter) at once.
@@ -103,11 +103,12 @@ impl PieceServer {
         let request = match read.await {
             Ok(r) => r,
             Err(e) => {
-                let code = if e.is_protocol() {
-                    PROTOCOL_ERROR
+                let (code, reason) = if e.is_protocol() {
+                    (PROTOCOL_ERROR, "bad_request")
                 } else {
-                    TIMEOUT
+                    (TIMEOUT, "timeout")
                 };
+                ::metrics::counter!(REQUESTS_REFUSED, "reason" => reason).increment(1);
                 tracing::debug!(%peer, error = %e, "dropping piece request stream");
                 let _ = recv.stop(code);
                 let _ = send.reset(code);
@@ -115,7 +116,16 @@ impl PieceServer {
             }
         };
         let result = match self.answer(&request).await {
-            Answer::Refuse(resp) => write_header(&mut send, &resp, timeout).await,
+            Answer::Refuse(resp) => {
+                let reason = match resp {
+                    PieceResponse::NotHave => "not_have",
+                    PieceResponse::Busy => "busy",
+                    PieceResponse::Error(ErrorCode::NoSuchPiece) => "no_such_piece",
+                    PieceResponse::Error(_) | PieceResponse::Ok { .. } => "internal",
+                };
+                ::metrics::counter!(REQUESTS_REFUSED, "reason" => reason).increment(1);
+                write_header(&mut send, &resp, timeout).await
+            }
             Answer::Piece(bytes, _slot) => self.send_piece(&mut send, bytes, timeout).await,
         };
         match result {

@@ -20,6 +20,8 @@ pub struct RegistryError {
     pub detail: Option<String>,
     /// Seconds for `Retry-After`, with `TOOMANYREQUESTS`.
     pub retry_after: Option<u64>,
+    /// `WWW-Authenticate` value, with `UNAUTHORIZED`.
+    pub challenge: Option<String>,
 }
 
 /// Wire form of the error body.
@@ -51,6 +53,7 @@ impl RegistryError {
             message: message.into(),
             detail: None,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -184,6 +187,12 @@ impl IntoResponse for RegistryError {
             "docker-distribution-api-version",
             http::HeaderValue::from_static("registry/2.0"),
         );
+        if let Some(v) = self
+            .challenge
+            .and_then(|c| http::HeaderValue::from_str(&c).ok())
+        {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));

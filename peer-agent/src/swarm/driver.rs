@@ -37,7 +37,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::tracker::AnnounceError;
-use super::{BYTES_RECEIVED, BlobRef, PIECES_REJECTED, PIECES_VERIFIED, Swarm};
+use super::{BYTES_RECEIVED, BlobRef, PEERS_DROPPED, PIECES_REJECTED, PIECES_VERIFIED, Swarm};
 use crate::fetch::{FetchError, PieceTask};
 use crate::p2p::{self, VerifiedPiece};
 use crate::registry::RegistryError;
@@ -58,6 +58,12 @@ const FALLBACK_PIECES: usize = 8;
 const MAP_RETRY: Duration = Duration::from_secs(1);
 /// The id of the supernode in the scheduler.
 const SEED: PeerId = PeerId(0);
+/// A peer that refuses more pieces than this which it said it holds is
+/// dropped for the rest of the download and its bitfields are ignored: it
+/// lies about its pieces (an honest peer refuses a claimed piece only in
+/// the moment between evicting a blob and saying so). Without this, a
+/// liar that keeps re-sending its bitfield is asked again and again.
+const MAX_NOT_HELD: u32 = 8;
 
 /// The result of one piece request.
 struct Outcome {
@@ -107,6 +113,8 @@ struct Running {
     stalls: u32,
     /// Times the seed was reconnected after being dropped.
     seed_retries: u32,
+    /// Claimed pieces each peer refused as not held (see [`MAX_NOT_HELD`]).
+    not_held: HashMap<SocketAddr, u32>,
 }
 
 impl Driver {
@@ -173,6 +181,7 @@ impl Driver {
             last_progress: now,
             stalls: 0,
             seed_retries: 0,
+            not_held: HashMap::new(),
         };
         r.add_seed();
         for (addr, bits) in self.swarm.take_early(&self.blob.digest) {
@@ -359,7 +368,7 @@ impl Running {
             let Ok(addr) = p.addr.parse::<SocketAddr>() else {
                 continue;
             };
-            if Some(addr) == self.seed || addr == self.swarm.opts.advertise {
+            if Some(addr) == self.seed || addr == self.swarm.opts.advertise || self.shunned(addr) {
                 continue;
             }
             self.tell(addr);
@@ -424,7 +433,7 @@ impl Running {
     /// make sure it has ours.
     fn peer_bitfield(&mut self, addr: SocketAddr, bits: Bitfield) {
         tracing::debug!(digest = %self.blob.digest, peer = %addr, pieces = bits.count(), "peer bitfield");
-        if bits.len() != self.dl.have().len() || Some(addr) == self.seed {
+        if bits.len() != self.dl.have().len() || Some(addr) == self.seed || self.shunned(addr) {
             return;
         }
         let id = match self.peers.get(&addr) {
@@ -444,17 +453,28 @@ impl Running {
         self.tell(addr);
     }
 
+    /// Whether `addr` is not to be asked for pieces: banned agent-wide for
+    /// a bad piece, or caught lying about its pieces in this download.
+    fn shunned(&self, addr: SocketAddr) -> bool {
+        self.swarm.is_banned(addr) || self.not_held.get(&addr) > Some(&MAX_NOT_HELD)
+    }
+
     fn drop_peer(&mut self, peer: PeerId, reason: DropReason) {
         tracing::info!(?peer, ?reason, addr = ?self.addrs.get(&peer), "dropping peer");
+        let label = match reason {
+            DropReason::CorruptPiece => "corrupt_piece",
+            DropReason::Unresponsive => "unresponsive",
+            DropReason::ProtocolViolation => "protocol_violation",
+            DropReason::Banned => "banned",
+        };
+        metrics::counter!(PEERS_DROPPED, "reason" => label).increment(1);
         if let Some(addr) = self.addrs.remove(&peer) {
             self.peers.remove(&addr);
-        }
-        self.requests.retain(|(p, _), h| {
-            if *p == peer {
-                h.abort();
+            if peer != SEED && matches!(reason, DropReason::CorruptPiece | DropReason::Banned) {
+                self.swarm.ban(addr);
             }
-            *p != peer
-        });
+        }
+        self.abort_requests(peer);
     }
 
     fn request(&mut self, peer: PeerId, piece: u32) {
@@ -517,18 +537,50 @@ impl Running {
                             self.dl
                                 .handle_request_rejected(now, o.peer, o.piece, Rejection::Busy)
                         }
-                        p2p::FetchError::NotHave { .. } => self.dl.handle_request_rejected(
-                            now,
-                            o.peer,
-                            o.piece,
-                            Rejection::NotHeld,
-                        ),
+                        p2p::FetchError::NotHave { peer: addr } => {
+                            self.dl.handle_request_rejected(
+                                now,
+                                o.peer,
+                                o.piece,
+                                Rejection::NotHeld,
+                            );
+                            self.not_held_by(o.peer, addr);
+                        }
                         _ => self.dl.handle_request_failed(now, o.peer, o.piece),
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Aborts the requests in flight to `peer`.
+    fn abort_requests(&mut self, peer: PeerId) {
+        self.requests.retain(|(p, _), h| {
+            if *p == peer {
+                h.abort();
+            }
+            *p != peer
+        });
+    }
+
+    /// `peer` (at `addr`) refused a piece it claimed: past
+    /// [`MAX_NOT_HELD`] such refusals it is dropped for this download.
+    fn not_held_by(&mut self, peer: PeerId, addr: SocketAddr) {
+        if peer == SEED || self.addrs.get(&peer) != Some(&addr) {
+            return;
+        }
+        let n = self.not_held.entry(addr).or_default();
+        *n += 1;
+        if *n == MAX_NOT_HELD + 1 {
+            tracing::info!(%addr, "dropping peer: it refuses pieces it claims to hold");
+            metrics::counter!(PEERS_DROPPED, "reason" => "lied_about_pieces").increment(1);
+            let now = self.now();
+            self.dl.handle_peer_disconnected(now, peer);
+            self.peers.remove(&addr);
+            self.addrs.remove(&peer);
+            self.abort_requests(peer);
+        }
     }
 
     /// Bookkeeping for a newly written piece: metrics and `have`s.

@@ -7,7 +7,8 @@
 //!   [`Swarm::run_events`] routes the transport's `have` updates to the
 //!   download they concern, and answers peers asking about blobs this agent
 //!   holds complete. After a download completes the agent keeps announcing
-//!   the blob to the tracker (seeding) until shutdown.
+//!   the blob to the tracker (seeding) until shutdown or until the disk
+//!   quota evicts it.
 //! - [`driver`]: the event loop of one download, a thin shell around
 //!   [`shoal_proto::swarm::Download`].
 //! - [`tracker`]: the announce client.
@@ -18,7 +19,7 @@
 pub mod driver;
 pub mod tracker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,11 +44,16 @@ pub const PIECES_VERIFIED: &str = "shoal_agent_pieces_verified_total";
 pub const PIECES_REJECTED: &str = "shoal_agent_pieces_rejected_total";
 /// Peers with an open connection.
 pub const PEERS_CONNECTED: &str = "shoal_agent_peers_connected";
+/// Peers a download dropped, labelled by `reason` (`corrupt_piece`,
+/// `unresponsive`, `protocol_violation`, `banned`, `lied_about_pieces`).
+pub const PEERS_DROPPED: &str = "shoal_agent_peers_dropped_total";
 
 /// Events queued per running download before the router waits.
 const TASK_EVENTS: usize = 256;
 /// Most blobs whose early bitfields are kept.
 const MAX_EARLY: usize = 256;
+/// Most banned peer addresses remembered; the oldest ban is lifted first.
+const MAX_BANNED: usize = 4096;
 /// Announce interval when the tracker gave none (or is unreachable).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -69,6 +75,9 @@ pub struct SwarmOptions {
     pub download_rate: Option<u64>,
     /// The upload slots (to report upload load to the tracker).
     pub max_uploads: usize,
+    /// Upstream clients by name: where a download's missing pieces come
+    /// from when the supernode is unreachable.
+    pub direct: HashMap<String, crate::upstream::Upstream>,
 }
 
 /// A blob and where it comes from upstream.
@@ -92,6 +101,11 @@ pub struct Swarm {
     /// Bitfields peers sent for blobs without a running download here
     /// (they may start one soon), bounded by [`MAX_EARLY`].
     early: Mutex<HashMap<Digest, HashMap<SocketAddr, Bitfield>>>,
+    /// Peers that sent a bad piece, by address, oldest first (bounded by
+    /// [`MAX_BANNED`]). Agent-wide: a peer caught lying in one download is
+    /// not asked in any other, and its bitfields are ignored (a scheduler
+    /// ban alone is by peer id, which a new bitfield would renew).
+    banned: Mutex<VecDeque<SocketAddr>>,
     shutdown: CancellationToken,
     next_seed: AtomicU64,
 }
@@ -116,6 +130,7 @@ impl Swarm {
             limiter,
             tasks: Mutex::default(),
             early: Mutex::default(),
+            banned: Mutex::default(),
             shutdown,
         })
     }
@@ -248,13 +263,25 @@ impl Swarm {
         }
     }
 
-    /// Keeps announcing a complete blob at the tracker's interval.
+    /// Keeps announcing a complete blob at the tracker's interval, until
+    /// it is evicted from the store.
     fn spawn_seeding(self: Arc<Self>, blob: BlobRef, pieces: u32) {
         let Some(tracker) = self.opts.tracker.clone() else {
             return;
         };
         tokio::spawn(async move {
+            // The first announce may come before the blob is committed.
+            let mut stored = false;
             loop {
+                let present = self.fetcher.store().blob_path(&blob.digest).is_file();
+                stored |= present;
+                if stored && !present {
+                    // Evicted (the disk quota): leave this blob's swarm.
+                    let mut req = self.announce_request(&blob, None);
+                    req.stopped = true;
+                    let _ = tracker.announce(&req).await;
+                    return;
+                }
                 let req = self.announce_request(&blob, Some(Bitfield::full(pieces)));
                 let interval = match tracker.announce(&req).await {
                     Ok(r) => Duration::from_millis(r.interval_ms.max(100)),
@@ -269,6 +296,22 @@ impl Swarm {
                 }
             }
         });
+    }
+
+    /// Never asks `peer` for a piece again (see `banned`).
+    fn ban(&self, peer: SocketAddr) {
+        let mut banned = self.banned.lock().expect("lock");
+        if !banned.contains(&peer) {
+            if banned.len() >= MAX_BANNED {
+                banned.pop_front();
+            }
+            banned.push_back(peer);
+        }
+    }
+
+    /// Whether `peer` sent a bad piece to this agent.
+    fn is_banned(&self, peer: SocketAddr) -> bool {
+        self.banned.lock().expect("lock").contains(&peer)
     }
 
     fn rng_seed(&self) -> u64 {

@@ -168,17 +168,7 @@ impl Inner {
             .iter()
             .find(|c| c.scheme == "bearer" && c.param("realm").is_some_and(|r| !r.is_empty()));
         if let Some(c) = bearer {
-            let realm_text = c.param("realm").unwrap_or_default();
-            let realm = Url::parse(realm_text).map_err(|e| {
-                UpstreamError::Protocol(format!("bad token realm {realm_text:?}: {e}"))
-            })?;
-            let downgrade = realm.scheme() == "http" && self.base.scheme() != "http";
-            if downgrade || !matches!(realm.scheme(), "http" | "https") {
-                return Err(UpstreamError::Protocol(format!(
-                    "refusing token realm {}: an https upstream must use an https realm",
-                    url_for_log(&realm)
-                )));
-            }
+            let realm = self.realm_of(c)?;
             let service = c.param("service").map(str::to_owned);
             let token_scope = c.param("scope").filter(|s| !s.is_empty()).unwrap_or(scope);
             self.auth.lock().scheme = Some(Scheme::Bearer {
@@ -205,6 +195,29 @@ impl Inner {
         Ok(Err("no Bearer or Basic challenge in WWW-Authenticate"))
     }
 
+    /// The realm of a Bearer challenge, refused unless it is http(s), keeps
+    /// an https upstream on https, and leads a public upstream to no
+    /// internal address (the rule for redirects: no request forgery).
+    pub(super) fn realm_of(&self, c: &Challenge) -> Result<Url, UpstreamError> {
+        let realm_text = c.param("realm").unwrap_or_default();
+        let realm = Url::parse(realm_text)
+            .map_err(|e| UpstreamError::Protocol(format!("bad token realm {realm_text:?}: {e}")))?;
+        let downgrade = realm.scheme() == "http" && self.base.scheme() != "http";
+        if downgrade || !matches!(realm.scheme(), "http" | "https") {
+            return Err(UpstreamError::Protocol(format!(
+                "refusing token realm {}: an https upstream must use an https realm",
+                url_for_log(&realm)
+            )));
+        }
+        if let Err(why) = super::redirect::check(std::slice::from_ref(&self.base), &realm) {
+            return Err(UpstreamError::Protocol(format!(
+                "refusing token realm {}: {why}",
+                url_for_log(&realm)
+            )));
+        }
+        Ok(realm)
+    }
+
     /// A token for `key` (the scope this client asks with), fetched for
     /// `token_scope` (what the challenge asked for) unless one is cached.
     async fn token(
@@ -218,17 +231,24 @@ impl Inner {
         if let Some(token) = self.auth.cached(key) {
             return Ok(token);
         }
-        let (token, ttl) = self.fetch_token(realm, service, token_scope).await?;
+        let auth = match self.credentials {
+            Some(_) => Authorization::Basic,
+            None => Authorization::Anonymous,
+        };
+        let (token, ttl) = self.fetch_token(realm, service, token_scope, &auth).await?;
         self.auth.store(key, token.clone(), ttl);
         Ok(token)
     }
 
+    /// Asks the realm for a token for `scope`, authenticating with `auth`
+    /// (the configured credentials, or a client's for an access check).
     #[tracing::instrument(level = "debug", skip_all, fields(realm = %url_for_log(realm), %scope))]
-    async fn fetch_token(
+    pub(super) async fn fetch_token(
         &self,
         realm: &Url,
         service: Option<&str>,
         scope: &str,
+        auth: &Authorization,
     ) -> Result<(HeaderValue, Duration), UpstreamError> {
         let mut url = realm.clone();
         {
@@ -238,12 +258,8 @@ impl Inner {
             }
             query.append_pair("scope", scope);
         }
-        let auth = match self.credentials {
-            Some(_) => Authorization::Basic,
-            None => Authorization::Anonymous,
-        };
         let mut resp = self
-            .send_with_retries(&Req::new(Method::GET, url), &auth)
+            .send_with_retries(&Req::new(Method::GET, url), auth)
             .await?;
         if !resp.status().is_success() {
             return Err(match self.status_error(resp).await {

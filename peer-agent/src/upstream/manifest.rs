@@ -23,7 +23,7 @@ pub const DEFAULT_MANIFEST_MEDIA_TYPES: &[&str] = &[
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 impl Inner {
-    fn manifest_req(
+    pub(super) fn manifest_req(
         &self,
         method: Method,
         repo: &RepoName,

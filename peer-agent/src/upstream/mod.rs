@@ -15,6 +15,8 @@
 //!   retried. A failure inside a blob body goes to the caller, who resumes
 //!   with an offset.
 //! - `manifest` and `blob`: the three registry calls.
+//! - `access`: whether a client, with its own credentials, may read a
+//!   repository (never with the configured credentials).
 //! - `tls`: rustls with ring, system store plus an optional CA file; never
 //!   an unverified connection, never a fallback to plain HTTP.
 //! - [`error`] holds [`UpstreamError`] and its classification.
@@ -22,12 +24,14 @@
 //! Credentials and tokens never appear in logs or errors: header values are
 //! marked sensitive, and `Debug` of the config hides the password.
 
+mod access;
 mod auth;
 mod blob;
 mod challenge;
 pub mod config;
 pub mod error;
 mod manifest;
+mod redirect;
 mod request;
 mod retry;
 mod tls;
@@ -45,6 +49,7 @@ use rand::rngs::SmallRng;
 use reqwest::Url;
 use shoal_proto::{Digest, Reference, RepoName};
 
+pub use access::AccessTarget;
 pub use config::{UpstreamConfig, UpstreamOptions};
 pub use error::UpstreamError;
 pub use manifest::{DEFAULT_MANIFEST_MEDIA_TYPES, MAX_MANIFEST_SIZE};
@@ -173,6 +178,29 @@ impl Upstream {
         &self.inner.name
     }
 
+    /// Whether credentials are configured for this upstream (then what the
+    /// client fetches says nothing about what an anonymous client may read).
+    pub fn has_credentials(&self) -> bool {
+        self.inner.credentials.is_some()
+    }
+
+    /// Whether a client with `Authorization` value `client` (`None`:
+    /// anonymous) may read `target` in `repo`: a `HEAD` of it with the
+    /// client's credentials only, answering a Bearer challenge with a token
+    /// the realm issues for them. `Ok` on a success;
+    /// [`UpstreamError::Unauthorized`] or [`UpstreamError::Denied`] when
+    /// the upstream refuses, [`UpstreamError::NotFound`] when `target` is
+    /// not in `repo`; other errors when it cannot tell.
+    #[tracing::instrument(level = "debug", skip_all, fields(upstream = %self.inner.name, %repo))]
+    pub async fn check_access(
+        &self,
+        repo: &RepoName,
+        target: &AccessTarget,
+        client: Option<&http::HeaderValue>,
+    ) -> Result<(), UpstreamError> {
+        self.inner.check_access(repo, target, client).await
+    }
+
     /// `HEAD /v2/<repo>/manifests/<reference>`: digest, media type and size
     /// without a `GET` (registries count GETs as pulls). `accept` lists the
     /// manifest media types wanted; empty means
@@ -249,7 +277,8 @@ fn parse_base_url(text: &str) -> Result<Url, UpstreamError> {
 
 /// Follows up to 10 redirects (registries send blobs to S3 or a CDN) but
 /// never from https to plain http. reqwest itself drops `Authorization`
-/// when a redirect leaves the host, port or scheme.
+/// when a redirect leaves the host, port or scheme. A public upstream
+/// cannot redirect to an internal address ([`redirect`]).
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let from_https = attempt.previous().iter().any(|u| u.scheme() == "https");
@@ -257,6 +286,8 @@ fn redirect_policy() -> reqwest::redirect::Policy {
             attempt.error("too many redirects")
         } else if from_https && attempt.url().scheme() != "https" {
             attempt.error("refusing a redirect from https to plain http")
+        } else if let Err(why) = redirect::check(attempt.previous(), attempt.url()) {
+            attempt.error(why)
         } else {
             attempt.follow()
         }

@@ -37,6 +37,9 @@ pub(super) enum Authorization {
     Basic,
     /// `Bearer <token>`; the header value is marked sensitive.
     Bearer(HeaderValue),
+    /// A client's own `Authorization` value, passed on for an access check
+    /// (marked sensitive).
+    Client(HeaderValue),
 }
 
 impl Inner {
@@ -47,7 +50,9 @@ impl Inner {
             .headers(req.headers.clone());
         match (auth, &self.credentials) {
             (Authorization::Basic, Some(c)) => builder.basic_auth(&c.username, Some(&c.password)),
-            (Authorization::Bearer(token), _) => builder.header(AUTHORIZATION, token.clone()),
+            (Authorization::Bearer(value) | Authorization::Client(value), _) => {
+                builder.header(AUTHORIZATION, value.clone())
+            }
             _ => builder,
         }
     }

@@ -1,5 +1,6 @@
 //! The client against a fake registry (see `fake`), over HTTP and HTTPS.
 
+mod access;
 mod fake;
 mod tls;
 

@@ -100,6 +100,7 @@ impl InProcess {
             announce_interval: interval,
             log_format: Default::default(),
             ready_file: None,
+            http: Default::default(),
         };
         let shutdown = CancellationToken::new();
         let seeder = Seeder::new(cfg.auth.http_auth().cloned()).unwrap();

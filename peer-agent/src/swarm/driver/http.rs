@@ -1,14 +1,17 @@
 //! The HTTP fallback of a [`Running`] download: when the swarm makes no
 //! progress, pieces come over HTTP range requests from the supernode, each
-//! verified against the piece map before it is written.
+//! verified against the piece map before it is written. When the
+//! supernode cannot be reached (an outage), the missing pieces come from
+//! the upstream directly, in one range request, verified the same way.
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::{FALLBACK_PIECES, Running, SEED, SEED_RETRIES, SEED_STALLS};
-use crate::fetch::FetchError;
+use crate::fetch::{BlobSource, FetchError};
 use crate::registry::RegistryError;
-use crate::swarm::PIECES_REJECTED;
+use crate::swarm::{BYTES_RECEIVED, PIECES_REJECTED};
+use crate::upstream_source::UpstreamSource;
 
 impl Running {
     /// Fetches the missing known pieces over HTTP from the supernode, each
@@ -49,7 +52,7 @@ impl Running {
                 continue;
             }
             let range = self.map.piece_range(i);
-            let body = self
+            let body = match self
                 .swarm
                 .opts
                 .supernode
@@ -59,7 +62,12 @@ impl Running {
                     &self.blob.digest,
                     range.start,
                 )
-                .await?;
+                .await
+            {
+                Ok(body) => body,
+                Err(e) if e.status.is_server_error() => return self.upstream_fallback(e).await,
+                Err(e) => return Err(e.into()),
+            };
             let want = (range.end - range.start) as usize;
             let mut buf = Vec::with_capacity(want);
             let mut stream = body.stream;
@@ -81,6 +89,72 @@ impl Running {
                 ))));
             }
             if self.task.put_piece(i, vec![buf.into()]).await? {
+                self.verified(i);
+            }
+            let now = self.now();
+            self.dl.handle_piece_verified(now, SEED, i);
+        }
+        Ok(())
+    }
+
+    /// The supernode failed with `cause` (unreachable, or an error of its
+    /// own): fetches every missing known piece from the upstream directly,
+    /// streaming from the first one, each verified against the map before
+    /// it is written. Without a client for the blob's upstream, fails with
+    /// `cause`.
+    async fn upstream_fallback(&mut self, cause: RegistryError) -> Result<(), FetchError> {
+        let known = self.known();
+        let Some(first) = self.dl.have().iter_missing().find(|i| *i < known) else {
+            return Ok(());
+        };
+        let Some(upstream) = self.swarm.opts.direct.get(&self.blob.upstream).cloned() else {
+            return Err(cause.into());
+        };
+        tracing::warn!(digest = %self.blob.digest, error = %cause,
+            "supernode failed; fetching the missing pieces from the upstream directly");
+        let source = UpstreamSource {
+            upstream,
+            repo: self.blob.repo.clone(),
+            digest: self.blob.digest,
+            on_bytes: |n| metrics::counter!(BYTES_RECEIVED, "source" => "upstream").increment(n),
+        };
+        let body = source.open(self.map.piece_range(first).start).await?;
+        if body.total_size != self.map.size {
+            return Err(FetchError::SizeMismatch {
+                source_label: "upstream",
+                got: body.total_size,
+                expected: self.map.size,
+            });
+        }
+        let mut stream = body.stream;
+        let mut buf = Vec::new();
+        for i in first..known {
+            let range = self.map.piece_range(i);
+            let want = (range.end - range.start) as usize;
+            while buf.len() < want {
+                match stream.next().await {
+                    Some(chunk) => buf.extend_from_slice(&chunk?),
+                    None => {
+                        return Err(FetchError::SizeMismatch {
+                            source_label: "upstream",
+                            got: range.start + buf.len() as u64,
+                            expected: self.map.size,
+                        });
+                    }
+                }
+            }
+            let rest = buf.split_off(want);
+            let piece = std::mem::replace(&mut buf, rest);
+            if self.dl.have().get(i) {
+                continue;
+            }
+            if let Err(e) = self.map.verify_piece(i, &piece) {
+                metrics::counter!(PIECES_REJECTED).increment(1);
+                return Err(FetchError::Source(RegistryError::bad_gateway(format!(
+                    "upstream sent a bad piece: {e}"
+                ))));
+            }
+            if self.task.put_piece(i, vec![piece.into()]).await? {
                 self.verified(i);
             }
             let now = self.now();
