@@ -71,7 +71,8 @@ pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
     for i in 0..spec.peers {
         leechers.push(swarm.spawn_leecher(spec, i)?);
     }
-    let mut nodes = wait_for_leechers(&mut leechers, spec, t0, t0_wall).await;
+    let respawn = |i: usize| swarm.spawn_leecher(spec, i);
+    let mut nodes = wait_for_leechers(&mut leechers, spec, t0, t0_wall, respawn).await;
 
     let client = crate::http::client(Duration::from_secs(10));
     let seed_bytes = aria2::upload_length(&client, swarm.rpc.0, &swarm.rpc.1)
@@ -229,7 +230,11 @@ impl Swarm {
         let label = format!("leecher-{i:03}");
         let process = ChildProcess::spawn(&label, cmd, &dir.join(format!("{label}.log")))
             .map_err(TorrentError::io(format!("start aria2c {label}")))?;
-        Ok(Leecher { process, dir })
+        Ok(Leecher {
+            process,
+            dir,
+            bind_retries: 0,
+        })
     }
 }
 
@@ -237,23 +242,36 @@ impl Swarm {
 struct Leecher {
     process: ChildProcess,
     dir: PathBuf,
+    /// Restarts after its listen port was taken.
+    bind_retries: u32,
 }
+
+/// Restarts of one leecher whose listen port was taken.
+const BIND_RETRIES: u32 = 3;
+/// What aria2c logs when its listen port is taken.
+const BIND_FAILED: &str = "failed to bind";
 
 /// Waits until every leecher has run its completion hook (or exited, or
 /// the swarm timed out); each node's time counts from `t0_wall`, the wall
 /// clock at t0, since the hook stamps wall-clock time.
+///
+/// A leecher that exits because its listen port was taken between the
+/// bench picking it and aria2c binding it (aria2c cannot bind port 0) is
+/// started again on another port with `respawn`, at most
+/// [`BIND_RETRIES`] times.
 async fn wait_for_leechers(
     leechers: &mut [Leecher],
     spec: &SystemSpec,
     t0: Instant,
     t0_wall: SystemTime,
+    respawn: impl Fn(usize) -> Result<Leecher, TorrentError>,
 ) -> Vec<NodeResult> {
     let image_bytes = spec.image.pull_bytes();
     let mut nodes: Vec<Option<NodeResult>> = vec![None; leechers.len()];
     let since_t0 = |at: SystemTime| at.duration_since(t0_wall).unwrap_or_default().as_secs_f64();
     while nodes.iter().any(Option::is_none) {
         let timed_out = t0.elapsed() > SWARM_TIMEOUT;
-        for (leecher, node) in leechers.iter_mut().zip(nodes.iter_mut()) {
+        for (i, (leecher, node)) in leechers.iter_mut().zip(nodes.iter_mut()).enumerate() {
             if node.is_some() {
                 continue;
             }
@@ -269,7 +287,23 @@ async fn wait_for_leechers(
                 });
                 continue;
             }
-            let failure = match leecher.process.try_exited() {
+            let exited = leecher.process.try_exited();
+            if exited.is_some()
+                && leecher.bind_retries < BIND_RETRIES
+                && leecher.process.log_tail(LOG_TAIL).contains(BIND_FAILED)
+            {
+                let retries = leecher.bind_retries + 1;
+                match respawn(i) {
+                    Ok(mut fresh) => {
+                        tracing::info!(leecher = i, "listen port was taken; restarted aria2c");
+                        fresh.bind_retries = retries;
+                        *leecher = fresh;
+                        continue;
+                    }
+                    Err(e) => tracing::warn!(leecher = i, "cannot restart aria2c: {e}"),
+                }
+            }
+            let failure = match exited {
                 Some(status) => Some(format!(
                     "aria2c exited before completing: {status}\n{}",
                     leecher.process.log_tail(LOG_TAIL)
