@@ -257,7 +257,10 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
     let store = ContentStore::open_with_quota(&cfg.data_dir, cfg.max_disk)
         .with_context(|| format!("cannot open data dir {}", cfg.data_dir.display()))?;
     crate::store::quota::spawn_enforcer(store.clone(), shutdown.clone());
-    let supernode = SupernodeClient::new(&cfg.supernode)?;
+    let mut supernode = SupernodeClient::new(&cfg.supernode)?;
+    if let Some(p2p) = &cfg.p2p {
+        supernode = supernode.with_auth(Auth::Signed(p2p.secret.http_auth()));
+    }
     let fetcher = Fetcher::new(store, 3);
     let listener = daemon::bind(cfg.registry_listen).await?;
     let http = listener.local_addr()?;

@@ -13,6 +13,7 @@ use shoal_proto::{Digest, Reference, RepoName};
 
 use crate::access::{CLIENT_AUTH_HEADER, ClientAuth};
 use crate::fetch::{BlobSource, SourceBody};
+use crate::http_auth::Auth;
 use crate::registry::RegistryError;
 use crate::upstream::AccessTarget;
 
@@ -36,10 +37,13 @@ pub struct SupernodeClient {
     base: Url,
     http: reqwest::Client,
     header_timeout: Duration,
+    auth: Auth,
 }
 
 impl SupernodeClient {
-    /// A client for the supernode at `base` (e.g. `http://10.0.0.5:65011`).
+    /// A client for the supernode at `base` (e.g. `http://10.0.0.5:65011`)
+    /// that does not sign its requests: only a supernode without a cluster
+    /// secret answers it. See [`SupernodeClient::with_auth`].
     pub fn new(base: &str) -> anyhow::Result<Self> {
         let base =
             Url::parse(base).map_err(|e| anyhow::anyhow!("invalid supernode URL {base:?}: {e}"))?;
@@ -55,7 +59,24 @@ impl SupernodeClient {
             base,
             http,
             header_timeout: Duration::from_secs(180),
+            auth: Auth::Insecure,
         })
+    }
+
+    /// The same client, signing every request with `auth` (a supernode with
+    /// a cluster secret refuses unsigned ones with 401).
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// A signed `GET` of `url`.
+    fn get(&self, url: Url) -> reqwest::RequestBuilder {
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        self.auth.sign(self.http.get(url), "GET", &target, b"")
     }
 
     fn url(&self, path: &str, params: &[(&str, &str)]) -> Url {
@@ -98,7 +119,7 @@ impl SupernodeClient {
                 ("reference", &reference_s),
             ],
         );
-        let mut req = self.http.get(url);
+        let mut req = self.get(url);
         if let Some(a) = accept {
             req = req.header(header::ACCEPT, a);
         }
@@ -157,7 +178,7 @@ impl SupernodeClient {
                 (key, &value),
             ],
         );
-        let mut req = self.http.get(url);
+        let mut req = self.get(url);
         if let Some(v) = client.header() {
             req = req.header(CLIENT_AUTH_HEADER, v.clone());
         }
@@ -181,7 +202,7 @@ impl SupernodeClient {
                 ("digest", &digest_s),
             ],
         );
-        let mut req = self.http.get(url);
+        let mut req = self.get(url);
         if offset > 0 {
             req = req.header(header::RANGE, format!("bytes={offset}-"));
         }
@@ -340,7 +361,7 @@ impl SupernodeClient {
                 ("known", &known_s),
             ],
         );
-        let resp = self.send(self.http.get(url)).await?;
+        let resp = self.send(self.get(url)).await?;
         let bytes = read_bounded(resp, MAX_MANIFEST_BYTES).await?;
         let view: PieceMapView = serde_json::from_slice(&bytes).map_err(|e| {
             RegistryError::bad_gateway(format!("supernode sent an invalid piece map: {e}"))

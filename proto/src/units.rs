@@ -83,19 +83,23 @@ impl fmt::Display for Rate {
     }
 }
 
+/// Splits `text` into its leading number and the trimmed unit after it;
+/// `None` when it does not start with a number.
+fn split_number(text: &str) -> Option<(f64, &str)> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    Some((number.parse().ok()?, unit.trim()))
+}
+
 impl FromStr for Rate {
     type Err = RateError;
 
     fn from_str(text: &str) -> Result<Rate, RateError> {
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(trimmed.len());
-        let (number, unit) = trimmed.split_at(split);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| RateError::NotANumber(text.to_string()))?;
-        let unit = unit.trim();
+        let (number, unit) =
+            split_number(text).ok_or_else(|| RateError::NotANumber(text.to_string()))?;
         let lower = unit.to_ascii_lowercase();
         let lower = lower.strip_suffix("/s").unwrap_or(&lower);
         let factor = match lower {
@@ -185,15 +189,8 @@ impl FromStr for ByteSize {
     type Err = ByteSizeError;
 
     fn from_str(text: &str) -> Result<ByteSize, ByteSizeError> {
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(trimmed.len());
-        let (number, unit) = trimmed.split_at(split);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| ByteSizeError::NotANumber(text.to_string()))?;
-        let unit = unit.trim();
+        let (number, unit) =
+            split_number(text).ok_or_else(|| ByteSizeError::NotANumber(text.to_string()))?;
         let factor = match unit.to_ascii_lowercase().as_str() {
             "" | "b" => 1.0,
             "k" | "kib" => 1024.0,

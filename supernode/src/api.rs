@@ -6,7 +6,14 @@
 //! - `GET /api/v1/access?upstream=NAME&repo=REPO&reference=REF|digest=DIGEST`
 //!   (may the client whose credentials the agent forwards read it; see
 //!   [`access`])
-//! - `POST /api/v1/seed` (signed with the cluster secret; see [`seeding`])
+//! - `POST /api/v1/seed` (for the tracker, only with a cluster secret; see
+//!   [`seeding`])
+//!
+//! With a cluster secret (`--cluster-secret-file`) every route requires
+//! `Authorization: Shoal ts=…,sig=…` signed with it
+//! ([`shoal_agent::http_auth`]); an agent's client's own credentials travel
+//! in `Shoal-Client-Authorization`. Without a secret the API is open to
+//! anyone who can reach it.
 //!
 //! Responses and errors have the same shape as a registry's, so an agent
 //! can pass them through unchanged.
@@ -29,7 +36,10 @@ use tracing::instrument;
 use crate::source::upstream_source;
 use crate::{Supernode, access, seeding};
 
-/// The API router (without `/healthz` and `/metrics`).
+/// The API router (without `/healthz` and `/metrics`). With a cluster
+/// secret every route requires a request signed with it (`401` otherwise),
+/// and `POST /api/v1/seed` exists; without one the API answers anyone who
+/// can reach it.
 pub fn app(state: Arc<Supernode>) -> Router {
     let mut router = Router::new()
         .route("/api/v1/manifests", get(manifest))
@@ -37,11 +47,10 @@ pub fn app(state: Arc<Supernode>) -> Router {
         .route("/api/v1/piecemap", get(seeding::piece_map))
         .route("/api/v1/access", get(access::access));
     if let Some(auth) = state.auth.clone() {
-        // Only the tracker, signing with the cluster secret, may ask.
-        let seed = Router::new()
+        // Only the tracker asks for seeding; only members may ask anything.
+        router = router
             .route("/api/v1/seed", post(seeding::seed))
             .route_layer(middleware::from_fn_with_state(auth, require_auth));
-        router = router.merge(seed);
     }
     router
         .fallback(|| async {

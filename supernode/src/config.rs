@@ -72,8 +72,10 @@ pub struct SupernodeArgs {
     pub tag_ttl: Option<u64>,
     /// File holding the cluster secret shared by every Shoal daemon of the
     /// cluster. Enables seeding pieces over QUIC (only to members) and the
-    /// signed /api/v1/seed endpoint for the tracker. Without it the
-    /// supernode only serves whole manifests and blobs over HTTP.
+    /// /api/v1/seed endpoint for the tracker, and makes every API request
+    /// require a signature made with it. Without it the supernode only
+    /// serves whole manifests and blobs over HTTP, to anyone who reaches
+    /// its API (insecure: for tests and development).
     #[arg(long, env = "SHOAL_CLUSTER_SECRET_FILE", value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
     /// Cap on the bytes per second sent to peers over QUIC, e.g. 100MiB,

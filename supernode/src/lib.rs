@@ -101,7 +101,7 @@ pub async fn run(cfg: SupernodeConfig, shutdown: CancellationToken) -> anyhow::R
         }
         None => {
             tracing::warn!(
-                "no --cluster-secret-file: not seeding pieces to peers; serving whole blobs over HTTP only"
+                "no --cluster-secret-file: not seeding pieces to peers; the API serves whole blobs over HTTP to anyone who reaches it (insecure)"
             );
             None
         }

@@ -72,6 +72,40 @@ impl PieceProvider for Liar {
     }
 }
 
+/// Serves nothing: the provider of an endpoint that only asks.
+pub struct NoPieces;
+
+impl PieceProvider for NoPieces {
+    fn piece_map(&self, _: &Digest) -> Option<Arc<PieceMap>> {
+        None
+    }
+
+    fn has_piece(&self, _: &Digest, _: u32) -> bool {
+        false
+    }
+
+    fn read_piece(&self, _: &Digest, _: u32) -> BoxFuture<'_, io::Result<Bytes>> {
+        Box::pin(async { Err(io::Error::other("nothing here")) })
+    }
+}
+
+/// An endpoint on `127.0.0.1:0` holding the cluster secret `contents`
+/// (the text of a secret file) that serves nothing: the client side of a
+/// test. It is not yet running its accept loop.
+pub fn asking_endpoint(contents: &str) -> P2pEndpoint {
+    crate::http::install_crypto_provider();
+    let secret = ClusterSecret::from_file_contents(contents.as_bytes()).expect("secret");
+    let tls = ClusterTls::new(&secret).expect("cluster tls");
+    let server = PieceServer::new(Arc::new(NoPieces), 1);
+    P2pEndpoint::bind(
+        P2pConfig::with_listen("127.0.0.1:0".parse().unwrap()),
+        &tls,
+        server,
+        None,
+    )
+    .expect("bind asking endpoint")
+}
+
 /// A lying member of the swarm; see the module documentation. Stops (and
 /// closes its connections) on drop.
 pub struct FakePeer {
@@ -96,7 +130,9 @@ impl FakePeer {
         let contents = std::fs::read(secret_file).expect("read secret");
         let secret = ClusterSecret::from_file_contents(&contents).expect("secret");
         let mut maps = HashMap::new();
-        let supernode = SupernodeClient::new(supernode_url).expect("supernode client");
+        let supernode = SupernodeClient::new(supernode_url)
+            .expect("supernode client")
+            .with_auth(Auth::Signed(secret.http_auth()));
         for blob in blobs {
             let map = complete_map(&supernode, blob).await;
             maps.insert(map.digest, Arc::new(map));
@@ -162,7 +198,7 @@ impl Drop for FakePeer {
 
 /// Asks the supernode for `blob`'s piece map until it is complete (the
 /// supernode fetches the blob on the first request).
-async fn complete_map(supernode: &SupernodeClient, blob: &str) -> PieceMap {
+pub async fn complete_map(supernode: &SupernodeClient, blob: &str) -> PieceMap {
     let digest = Digest::parse(blob).expect("digest");
     let repo = RepoName::parse(REPO).expect("repo");
     let mut view = supernode

@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use crate::cluster::{REPO, TAG, UPSTREAM_NAME, upstreams};
-use crate::image::TestImage;
+use crate::image::{LayerSpec, PlatformSpec, TestImage};
 use crate::oci_pull::{PullRequest, Pulled, pull};
 use crate::procs::{Daemon, SupernodeOptions};
 use crate::registry::Registry;
@@ -33,12 +33,41 @@ pub fn write_secret(dir: &Path, contents: &str) -> PathBuf {
     path
 }
 
+/// The request signer of the cluster secret `contents` (a secret file's
+/// text), for the tracker's and the supernode's APIs.
+pub fn member_auth(contents: &str) -> Auth {
+    let secret = ClusterSecret::from_file_contents(contents.as_bytes()).expect("secret");
+    Auth::Signed(secret.http_auth())
+}
+
 /// `[("--flag", value), ..]` as command-line arguments.
 pub fn args(pairs: &[(&str, String)]) -> Vec<String> {
     pairs
         .iter()
         .flat_map(|(k, v)| [k.to_string(), v.clone()])
         .collect()
+}
+
+/// One linux/amd64 platform with layers of `sizes` MiB of random data,
+/// keyed `key`, `key + 1`, ….
+pub fn amd64_image(seed: u64, key: u64, sizes: &[usize]) -> TestImage {
+    const MIB: usize = 1024 * 1024;
+    let layers = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| LayerSpec {
+            key: key + i as u64,
+            size: size * MIB,
+        })
+        .collect();
+    TestImage::generate(
+        seed,
+        &[PlatformSpec {
+            os: "linux",
+            architecture: "amd64",
+            layers,
+        }],
+    )
 }
 
 /// How [`SwarmCluster::start`] sets the daemons up; `None` leaves a flag

@@ -29,46 +29,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use shoal_agent::p2p::{
-    ClusterTls, FetchError, P2pConfig, P2pEndpoint, PieceProvider, PieceServer,
-};
+use shoal_agent::p2p::{FetchError, P2pEndpoint};
 use shoal_agent::supernode_client::SupernodeClient;
-use shoal_proto::wire::{ClusterSecret, ErrorCode};
-use shoal_proto::{Digest, PieceMap, RepoName};
-use shoal_tests::cluster::{REPO, UPSTREAM_NAME};
-use shoal_tests::fake_peer::{FakePeer, Lie};
-use shoal_tests::image::{LayerSpec, PlatformSpec, TestImage};
+use shoal_proto::wire::ErrorCode;
+use shoal_proto::{Digest, PieceMap};
+use shoal_tests::cluster::REPO;
+use shoal_tests::fake_peer::{FakePeer, Lie, asking_endpoint, complete_map};
+use shoal_tests::image::TestImage;
 use shoal_tests::lock;
 use shoal_tests::procs::Daemon;
-use shoal_tests::swarm::{SECRET, SwarmCluster, SwarmOptions};
+use shoal_tests::swarm::{SECRET, SwarmCluster, SwarmOptions, amd64_image, member_auth};
 use shoal_tests::wait::poll;
 
-const MIB: usize = 1024 * 1024;
 const REJECTED: &str = "shoal_agent_pieces_rejected_total";
 const DROPPED: &str = "shoal_agent_peers_dropped_total";
 const REFUSED: &str = "shoal_agent_piece_requests_refused_total";
 /// Bound on waiting for pulls: far beyond their seconds, short of a hang.
 const PULLS_DONE: Duration = Duration::from_secs(300);
-
-/// One platform with layers of `sizes` MiB of random data.
-fn image(seed: u64, keys: u64, sizes: &[usize]) -> TestImage {
-    let layers = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &size)| LayerSpec {
-            key: keys + i as u64,
-            size: size * MIB,
-        })
-        .collect();
-    TestImage::generate(
-        seed,
-        &[PlatformSpec {
-            os: "linux",
-            architecture: "amd64",
-            layers,
-        }],
-    )
-}
 
 /// Every blob digest of the amd64 image of `image`.
 fn blobs(image: &TestImage) -> Vec<String> {
@@ -104,28 +81,38 @@ async fn slow_seed_swarm(image: TestImage, agents: usize) -> SwarmCluster {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_sending_wrong_bytes_is_banned_and_pulls_verify() {
-    let _heavy = lock::heavy().await;
-    let c = slow_seed_swarm(image(0xbad_b17e, 41, &[8, 8]), 4).await;
-    let second = image(0xbad_b17f, 43, &[4]);
-    second
-        .push(&c.registry.client(), &c.registry.url(), REPO, "second")
-        .await;
-    let claimed: Vec<String> = blobs(&c.image).into_iter().chain(blobs(&second)).collect();
-    let fake = FakePeer::start(
-        Lie::WrongBytes,
+/// A [`FakePeer`] in `c` telling `lie` about `claimed`.
+async fn liar(c: &SwarmCluster, lie: Lie, claimed: &[String]) -> FakePeer {
+    FakePeer::start(
+        lie,
         &c.secret,
         &c.supernode.http_url(),
         &c.tracker.http_url(),
-        &claimed,
+        claimed,
     )
-    .await;
+    .await
+}
 
+/// Every agent of `c` pulls the image; each pull must verify.
+async fn pull_all(c: &SwarmCluster) {
     let pulls = c.spawn_pulls(0..c.agents.len());
     tokio::time::timeout(PULLS_DONE, c.expect_pulled(pulls))
         .await
         .expect("pulls hung");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_wrong_bytes_is_banned_and_pulls_verify() {
+    let _heavy = lock::heavy().await;
+    let c = slow_seed_swarm(amd64_image(0xbad_b17e, 41, &[8, 8]), 4).await;
+    let second = amd64_image(0xbad_b17f, 43, &[4]);
+    second
+        .push(&c.registry.client(), &c.registry.url(), REPO, "second")
+        .await;
+    let claimed: Vec<String> = blobs(&c.image).into_iter().chain(blobs(&second)).collect();
+    let fake = liar(&c, Lie::WrongBytes, &claimed).await;
+
+    pull_all(&c).await;
     for (i, a) in c.agents.iter().enumerate() {
         let metrics = a.metrics().await;
         let rejected = shoal_tests::procs::sum_metric(&metrics, REJECTED).unwrap_or(0.0);
@@ -162,20 +149,10 @@ async fn a_peer_sending_wrong_bytes_is_banned_and_pulls_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_claiming_pieces_it_lacks_is_dropped() {
     let _heavy = lock::heavy().await;
-    let c = slow_seed_swarm(image(0x1a_c4e5, 45, &[8, 8]), 3).await;
+    let c = slow_seed_swarm(amd64_image(0x1a_c4e5, 45, &[8, 8]), 3).await;
     let claimed = blobs(&c.image);
-    let fake = FakePeer::start(
-        Lie::NotHave,
-        &c.secret,
-        &c.supernode.http_url(),
-        &c.tracker.http_url(),
-        &claimed,
-    )
-    .await;
-    let pulls = c.spawn_pulls(0..c.agents.len());
-    tokio::time::timeout(PULLS_DONE, c.expect_pulled(pulls))
-        .await
-        .expect("pulls hung");
+    let fake = liar(&c, Lie::NotHave, &claimed).await;
+    pull_all(&c).await;
 
     let mut dropped = 0.0;
     for a in &c.agents {
@@ -194,38 +171,9 @@ async fn a_peer_claiming_pieces_it_lacks_is_dropped() {
     );
 }
 
-/// Serves nothing: the client side of a test endpoint.
-struct NoPieces;
-
-impl PieceProvider for NoPieces {
-    fn piece_map(&self, _: &Digest) -> Option<Arc<PieceMap>> {
-        None
-    }
-    fn has_piece(&self, _: &Digest, _: u32) -> bool {
-        false
-    }
-    fn read_piece(
-        &self,
-        _: &Digest,
-        _: u32,
-    ) -> futures_util::future::BoxFuture<'_, std::io::Result<bytes::Bytes>> {
-        Box::pin(async { Err(std::io::Error::other("nothing here")) })
-    }
-}
-
 /// A member of the cluster in the test process that only asks.
 fn member() -> P2pEndpoint {
-    shoal_tests::http::install_crypto_provider();
-    let secret = ClusterSecret::from_file_contents(SECRET.as_bytes()).unwrap();
-    let tls = ClusterTls::new(&secret).unwrap();
-    let server = PieceServer::new(Arc::new(NoPieces), 1);
-    let ep = P2pEndpoint::bind(
-        P2pConfig::with_listen("127.0.0.1:0".parse().unwrap()),
-        &tls,
-        server,
-        None,
-    )
-    .unwrap();
+    let ep = asking_endpoint(SECRET);
     let run = ep.clone();
     tokio::spawn(async move { run.run(std::future::pending()).await });
     ep
@@ -233,20 +181,10 @@ fn member() -> P2pEndpoint {
 
 /// The complete piece map of `blob` from the supernode.
 async fn piece_map(c: &SwarmCluster, blob: &str) -> PieceMap {
-    let client = SupernodeClient::new(&c.supernode.http_url()).unwrap();
-    let digest = Digest::parse(blob).unwrap();
-    let repo = RepoName::parse(REPO).unwrap();
-    let mut view = client
-        .piece_map(UPSTREAM_NAME, &repo, &digest, 0)
-        .await
-        .unwrap();
-    while !view.complete {
-        view = client
-            .piece_map(UPSTREAM_NAME, &repo, &digest, view.pieces.len())
-            .await
-            .unwrap();
-    }
-    view.to_map().unwrap()
+    let client = SupernodeClient::new(&c.supernode.http_url())
+        .unwrap()
+        .with_auth(member_auth(SECRET));
+    complete_map(&client, blob).await
 }
 
 /// A swarm of `agents` agents where agent 0 holds the whole image.
@@ -270,7 +208,7 @@ async fn one_agent_holds_the_image(image: TestImage, agents: usize) -> SwarmClus
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_bounds_get_errors_and_the_agent_stays_healthy() {
     let _heavy = lock::heavy().await;
-    let c = one_agent_holds_the_image(image(0xb0_07d5, 47, &[2]), 1).await;
+    let c = one_agent_holds_the_image(amd64_image(0xb0_07d5, 47, &[2]), 1).await;
     let agent = &c.agents[0];
     let addr = agent.p2p_addr().expect("agent p2p address");
     let layer = c.image.platform("amd64").layers[0].digest.clone();
@@ -323,7 +261,7 @@ async fn requests_beyond_bounds_get_errors_and_the_agent_stays_healthy() {
 async fn thousands_of_streams_are_limited_and_other_transfers_complete() {
     const STREAMS: u32 = 2000;
     let _heavy = lock::heavy().await;
-    let mut c = one_agent_holds_the_image(image(0x5_7eea, 49, &[8]), 1).await;
+    let mut c = one_agent_holds_the_image(amd64_image(0x5_7eea, 49, &[8]), 1).await;
     let holder = c.agents[0].p2p_addr().expect("agent p2p address");
     let layer = c.image.platform("amd64").layers[0].digest.clone();
     let map = Arc::new(piece_map(&c, &layer).await);

@@ -1,11 +1,14 @@
 //! Private images: a `docker-registry` behind authentication (htpasswd
 //! Basic, and Bearer tokens from a token server), a supernode holding its
-//! own credentials for it, and an agent. A client with valid credentials
-//! pulls through the agent; clients with none, with a wrong password, or
-//! (token flow) with a login that grants nothing get 401/403 for the tag,
-//! for the manifest by digest and for a layer, although both sit on the
-//! agent's disk by then. No password reaches a daemon's log. skopeo, a
-//! real client, answers the agent's challenge with its credentials.
+//! own credentials for it, and an agent, members of one cluster (the
+//! agent's requests to the supernode are signed with the cluster secret and
+//! carry the client's credentials beside the signature). A client with
+//! valid credentials pulls through the agent; clients with none, with a
+//! wrong password, or (token flow) with a login that grants nothing get
+//! 401/403 for the tag, for the manifest by digest and for a layer,
+//! although both sit on the agent's disk by then. No password reaches a
+//! daemon's log. skopeo, a real client, answers the agent's challenge with
+//! its credentials.
 
 use reqwest::StatusCode;
 use shoal_tests::clients::{loopback_only, require_tool, run};
@@ -13,6 +16,7 @@ use shoal_tests::image::TestImage;
 use shoal_tests::oci_pull::{PullRequest, client_with_basic_auth, pull};
 use shoal_tests::procs::{Daemon, SupernodeOptions};
 use shoal_tests::registry::{Registry, RegistryAuth, authorized_client, basic_authorization};
+use shoal_tests::swarm::{SECRET, args, write_secret};
 use shoal_tests::token_server::TokenServer;
 
 const UPSTREAM: &str = "docker.io";
@@ -40,14 +44,16 @@ impl Rig {
     async fn start(registry: Registry, push: reqwest::Client, dir: tempfile::TempDir) -> Rig {
         let image = TestImage::standard();
         image.push(&push, &registry.url(), REPO, TAG).await;
+        let secret = write_secret(dir.path(), SECRET);
         let password_file = dir.path().join("upstream-password");
         std::fs::write(&password_file, format!("{}\n", SUPERNODE.1)).unwrap();
         let config = dir.path().join("supernode.toml");
         std::fs::write(
             &config,
             format!(
-                "[[upstream]]\nname = \"{UPSTREAM}\"\nurl = \"{}\"\nusername = \"{}\"\n\
-                 password_file = \"{}\"\n",
+                "cluster_secret_file = \"{}\"\n[[upstream]]\nname = \"{UPSTREAM}\"\n\
+                 url = \"{}\"\nusername = \"{}\"\npassword_file = \"{}\"\n",
+                secret.display(),
                 registry.url(),
                 SUPERNODE.0,
                 password_file.display()
@@ -63,7 +69,8 @@ impl Rig {
             &["--config".into(), config.display().to_string()],
         )
         .await;
-        let agent = Daemon::agent(&supernode, &upstreams).await;
+        let member = args(&[("--cluster-secret-file", secret.display().to_string())]);
+        let agent = Daemon::agent_with(&supernode, &upstreams, &member).await;
         Rig {
             agent,
             supernode,

@@ -17,20 +17,17 @@
 //!   another secret fails to fetch a piece from the running supernode;
 //!   one with the right secret gets it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use shoal_agent::p2p::{ClusterTls, P2pConfig, P2pEndpoint, PieceProvider, PieceServer};
 use shoal_agent::supernode_client::SupernodeClient;
-use shoal_proto::wire::ClusterSecret;
-use shoal_proto::{Digest, PieceMap, RepoName};
 use shoal_tests::cluster::{REPO, TAG, UPSTREAM_NAME, upstreams};
+use shoal_tests::fake_peer::{asking_endpoint, complete_map};
 use shoal_tests::image::{LayerSpec, PlatformSpec, TestImage};
 use shoal_tests::lock;
 use shoal_tests::oci_pull::{PullRequest, pull};
 use shoal_tests::procs::{Daemon, SupernodeOptions};
 use shoal_tests::registry::Registry;
-use shoal_tests::swarm::{SECRET, SwarmCluster, SwarmOptions, args, write_secret};
+use shoal_tests::swarm::{SECRET, SwarmCluster, SwarmOptions, args, member_auth, write_secret};
 
 /// Agents pulling at once.
 const AGENTS: usize = 10;
@@ -279,38 +276,6 @@ async fn a_restarted_agent_resumes_a_half_done_blob() {
     assert!(!task.exists(), "task left behind after completion");
 }
 
-/// Serves nothing: the client side of a test endpoint.
-struct NoPieces;
-
-impl PieceProvider for NoPieces {
-    fn piece_map(&self, _: &Digest) -> Option<Arc<PieceMap>> {
-        None
-    }
-    fn has_piece(&self, _: &Digest, _: u32) -> bool {
-        false
-    }
-    fn read_piece(
-        &self,
-        _: &Digest,
-        _: u32,
-    ) -> futures_util::future::BoxFuture<'_, std::io::Result<bytes::Bytes>> {
-        Box::pin(async { Err(std::io::Error::other("nothing here")) })
-    }
-}
-
-fn endpoint(secret: &str) -> P2pEndpoint {
-    let secret = ClusterSecret::from_file_contents(secret.as_bytes()).unwrap();
-    let tls = ClusterTls::new(&secret).unwrap();
-    let server = PieceServer::new(Arc::new(NoPieces), 1);
-    P2pEndpoint::bind(
-        P2pConfig::with_listen("127.0.0.1:0".parse().unwrap()),
-        &tls,
-        server,
-        None,
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_the_secret_cannot_fetch_a_piece() {
     shoal_tests::http::install_crypto_provider();
@@ -330,31 +295,21 @@ async fn a_node_without_the_secret_cannot_fetch_a_piece() {
     )
     .await;
     let layer = &image.platform("amd64").layers[0];
-    let digest = Digest::parse(&layer.digest).unwrap();
-    let client = SupernodeClient::new(&supernode.http_url()).unwrap();
-    let repo = RepoName::parse(REPO).unwrap();
+    let client = SupernodeClient::new(&supernode.http_url())
+        .unwrap()
+        .with_auth(member_auth(SECRET));
     // Wait until the supernode has the whole map (it fetches on request).
-    let mut view = client
-        .piece_map(UPSTREAM_NAME, &repo, &digest, 0)
-        .await
-        .unwrap();
-    while !view.complete {
-        view = client
-            .piece_map(UPSTREAM_NAME, &repo, &digest, view.pieces.len())
-            .await
-            .unwrap();
-    }
-    let map = view.to_map().unwrap();
+    let map = complete_map(&client, &layer.digest).await;
     let seed = supernode.p2p_addr().expect("supernode p2p address");
 
-    let stranger = endpoint("another secret, also long enough\n");
+    let stranger = asking_endpoint("another secret, also long enough\n");
     let err = stranger
         .fetch_piece(seed, &map, 0)
         .await
         .expect_err("a stranger must not get a piece");
     eprintln!("stranger refused: {err}");
 
-    let member = endpoint(SECRET);
+    let member = asking_endpoint(SECRET);
     let piece = member
         .fetch_piece(seed, &map, 0)
         .await

@@ -12,6 +12,8 @@
 //! - `hostile_http`: oversized request heads get 431, slow clients are cut
 //!   after the header timeout, connections over the limit get 503 and a
 //!   flood costs bounded descriptors, on all three daemons;
+//! - `supernode_auth`: a supernode with a cluster secret refuses unsigned
+//!   requests, and those signed with another secret, on every API route;
 //! - `swarm`: agents with the cluster secret swap verified pieces over QUIC;
 //!   a node without it cannot fetch a piece.
 //! - `private`: a registry behind Basic or Bearer token auth; only clients
@@ -44,6 +46,7 @@ mod harness;
 mod hostile_http;
 mod hostile_peer;
 mod private;
+mod supernode_auth;
 mod swarm;
 mod through_agent;
 mod tls_upstream;

@@ -17,9 +17,8 @@
 use std::time::Duration;
 
 use shoal_tests::cluster::REPO;
-use shoal_tests::image::{LayerSpec, PlatformSpec, TestImage};
 use shoal_tests::lock;
-use shoal_tests::swarm::{SwarmCluster, SwarmOptions};
+use shoal_tests::swarm::{SwarmCluster, SwarmOptions, amd64_image};
 use shoal_tests::wait::poll;
 
 const MIB: usize = 1024 * 1024;
@@ -29,33 +28,13 @@ const PULLS_DONE: Duration = Duration::from_secs(300);
 /// Bound on waiting for a state the daemons reach in seconds.
 const SETTLE: Duration = Duration::from_secs(120);
 
-/// One platform with layers of `sizes` MiB of random data.
-fn image(seed: u64, key: u64, sizes: &[usize]) -> TestImage {
-    let layers = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &size)| LayerSpec {
-            key: key + i as u64,
-            size: size * MIB,
-        })
-        .collect();
-    TestImage::generate(
-        seed,
-        &[PlatformSpec {
-            os: "linux",
-            architecture: "amd64",
-            layers,
-        }],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tracker_killed_mid_swarm_and_restarted_rebuilds_and_swarms_again() {
     let _heavy = lock::heavy().await;
     // 24 MiB to four agents through a 2 MiB/s seed: the seed alone needs
     // 12 s to send each piece once, so the swarm runs for longer than that.
     let mut c = SwarmCluster::start(
-        image(0x7_4ac4, 51, &[16, 8]),
+        amd64_image(0x7_4ac4, 51, &[16, 8]),
         &SwarmOptions {
             agents: AGENTS,
             seed_rate: Some("2MiB".into()),
@@ -65,7 +44,7 @@ async fn a_tracker_killed_mid_swarm_and_restarted_rebuilds_and_swarms_again() {
         },
     )
     .await;
-    let second = image(0x7_4ac5, 53, &[8]);
+    let second = amd64_image(0x7_4ac5, 53, &[8]);
     second
         .push(&c.registry.client(), &c.registry.url(), REPO, "second")
         .await;

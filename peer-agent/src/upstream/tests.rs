@@ -4,6 +4,7 @@ mod access;
 mod fake;
 mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +19,22 @@ use fake::{
     AuthMode, BASIC_ALICE, Fake, MANIFEST, OCI_MANIFEST, alice, client, collect, opts, repo, serve,
     tag,
 };
+
+/// A fake registry asking for `auth` (its token endpoint wanting basic
+/// credentials when `token_needs_basic`), its address, and a client
+/// configured with alice's credentials.
+async fn serve_for_alice(
+    auth: AuthMode,
+    token_needs_basic: bool,
+) -> (Arc<Fake>, SocketAddr, Upstream) {
+    let (fake, addr) = serve(Fake {
+        auth,
+        token_needs_basic,
+        ..Fake::default()
+    })
+    .await;
+    (fake, addr, alice(addr))
+}
 
 #[tokio::test]
 async fn anonymous_manifest_and_blob() {
@@ -96,13 +113,7 @@ async fn bearer_token_is_fetched_once_and_cached() {
 
 #[tokio::test]
 async fn bearer_realm_gets_basic_credentials_and_concurrent_requests_share_a_token() {
-    let (fake, addr) = serve(Fake {
-        auth: AuthMode::Bearer,
-        token_needs_basic: true,
-        ..Fake::default()
-    })
-    .await;
-    let up = alice(addr);
+    let (fake, addr, up) = serve_for_alice(AuthMode::Bearer, true).await;
     let digest = Digest::of(&fake.blob);
     let pulls = (0..5).map(|_| {
         let up = up.clone();
@@ -130,12 +141,7 @@ async fn bearer_realm_gets_basic_credentials_and_concurrent_requests_share_a_tok
 
 #[tokio::test]
 async fn basic_auth() {
-    let (fake, addr) = serve(Fake {
-        auth: AuthMode::Basic,
-        ..Fake::default()
-    })
-    .await;
-    let up = alice(addr);
+    let (fake, addr, up) = serve_for_alice(AuthMode::Basic, false).await;
     up.get_manifest(&repo(), &tag("1.0"), &[]).await.unwrap();
     up.get_manifest(&repo(), &tag("1.0"), &[]).await.unwrap();
     assert_eq!(

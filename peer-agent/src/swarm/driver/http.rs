@@ -52,6 +52,7 @@ impl Running {
                 continue;
             }
             let range = self.map.piece_range(i);
+            self.pace(range.end - range.start).await;
             let body = match self
                 .swarm
                 .opts
@@ -97,6 +98,17 @@ impl Running {
         Ok(())
     }
 
+    /// Waits for `bytes` of the node's download budget (`--download-rate`),
+    /// which the HTTP paths share with the peers' pieces.
+    fn pace(&self, bytes: u64) -> impl Future<Output = ()> + Send + 'static {
+        let limiter = self.swarm.limiter.clone();
+        async move {
+            if let Some(limiter) = limiter {
+                limiter.acquire(bytes).await;
+            }
+        }
+    }
+
     /// The supernode failed with `cause` (unreachable, or an error of its
     /// own): fetches every missing known piece from the upstream directly,
     /// streaming from the first one, each verified against the map before
@@ -131,6 +143,7 @@ impl Running {
         for i in first..known {
             let range = self.map.piece_range(i);
             let want = (range.end - range.start) as usize;
+            self.pace(range.end - range.start).await;
             while buf.len() < want {
                 match stream.next().await {
                     Some(chunk) => buf.extend_from_slice(&chunk?),

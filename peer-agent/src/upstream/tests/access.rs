@@ -3,7 +3,8 @@
 use axum::http::HeaderValue;
 use shoal_proto::Digest;
 
-use super::fake::{AuthMode, BASIC_ALICE, Fake, alice, repo, serve, tag};
+use super::fake::{AuthMode, BASIC_ALICE, repo, tag};
+use super::serve_for_alice;
 use crate::upstream::{AccessTarget, UpstreamError};
 
 fn header(v: &'static str) -> HeaderValue {
@@ -12,13 +13,8 @@ fn header(v: &'static str) -> HeaderValue {
 
 #[tokio::test]
 async fn basic_upstream_checks_the_clients_credentials_only() {
-    let (fake, addr) = serve(Fake {
-        auth: AuthMode::Basic,
-        ..Fake::default()
-    })
-    .await;
     // Configured with alice's credentials, which must not count.
-    let up = alice(addr);
+    let (fake, _, up) = serve_for_alice(AuthMode::Basic, false).await;
     let manifest = AccessTarget::Manifest(tag("1.0"));
     let err = up.check_access(&repo(), &manifest, None).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Unauthorized(_)), "{err}");
@@ -48,13 +44,7 @@ async fn basic_upstream_checks_the_clients_credentials_only() {
 
 #[tokio::test]
 async fn bearer_upstream_gets_a_token_for_the_clients_credentials() {
-    let (fake, addr) = serve(Fake {
-        auth: AuthMode::Bearer,
-        token_needs_basic: true,
-        ..Fake::default()
-    })
-    .await;
-    let up = alice(addr);
+    let (fake, _, up) = serve_for_alice(AuthMode::Bearer, true).await;
     let manifest = AccessTarget::Manifest(tag("1.0"));
     let err = up.check_access(&repo(), &manifest, None).await.unwrap_err();
     assert!(
