@@ -48,6 +48,27 @@ pub fn args(pairs: &[(&str, String)]) -> Vec<String> {
         .collect()
 }
 
+/// A registry holding [`TestImage::standard`] as `REPO:TAG` and a supernode
+/// with it as upstream and [`SECRET`] (written into `dir`) as its cluster
+/// secret; also returns the secret file.
+pub async fn secured_supernode(dir: &Path) -> (Registry, TestImage, Daemon, PathBuf) {
+    let secret = write_secret(dir, SECRET);
+    let registry = Registry::start().await;
+    let image = TestImage::standard();
+    image
+        .push(&registry.client(), &registry.url(), REPO, TAG)
+        .await;
+    let supernode = Daemon::supernode_with(
+        &SupernodeOptions {
+            upstreams: upstreams(&registry),
+            upstream_cas: Vec::new(),
+        },
+        &args(&[("--cluster-secret-file", secret.display().to_string())]),
+    )
+    .await;
+    (registry, image, supernode, secret)
+}
+
 /// One linux/amd64 platform with layers of `sizes` MiB of random data,
 /// keyed `key`, `key + 1`, ….
 pub fn amd64_image(seed: u64, key: u64, sizes: &[usize]) -> TestImage {

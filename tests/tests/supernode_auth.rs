@@ -10,11 +10,8 @@ use shoal_agent::http_auth::Auth;
 use shoal_agent::supernode_client::SupernodeClient;
 use shoal_agent::upstream::AccessTarget;
 use shoal_proto::{Digest, Reference, RepoName};
-use shoal_tests::cluster::{REPO, TAG, UPSTREAM_NAME, upstreams};
-use shoal_tests::image::TestImage;
-use shoal_tests::procs::{Daemon, SupernodeOptions};
-use shoal_tests::registry::Registry;
-use shoal_tests::swarm::{SECRET, args, member_auth, write_secret};
+use shoal_tests::cluster::{REPO, TAG, UPSTREAM_NAME};
+use shoal_tests::swarm::{SECRET, member_auth, secured_supernode};
 
 /// One request to the supernode's API.
 struct Call {
@@ -49,20 +46,7 @@ impl Call {
 #[tokio::test]
 async fn every_supernode_route_requires_the_cluster_signature() {
     let tmp = shoal_tests::tmp::dir("supernode-auth-");
-    let secret = write_secret(tmp.path(), SECRET);
-    let registry = Registry::start().await;
-    let image = TestImage::standard();
-    image
-        .push(&registry.client(), &registry.url(), REPO, TAG)
-        .await;
-    let supernode = Daemon::supernode_with(
-        &SupernodeOptions {
-            upstreams: upstreams(&registry),
-            upstream_cas: Vec::new(),
-        },
-        &args(&[("--cluster-secret-file", secret.display().to_string())]),
-    )
-    .await;
+    let (_registry, image, supernode, _secret) = secured_supernode(tmp.path()).await;
     let base = supernode.http_url();
     let layer_blob = &image.platform("amd64").layers[0];
     let layer = layer_blob.digest.clone();

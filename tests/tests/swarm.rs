@@ -27,7 +27,9 @@ use shoal_tests::lock;
 use shoal_tests::oci_pull::{PullRequest, pull};
 use shoal_tests::procs::{Daemon, SupernodeOptions};
 use shoal_tests::registry::Registry;
-use shoal_tests::swarm::{SECRET, SwarmCluster, SwarmOptions, args, member_auth, write_secret};
+use shoal_tests::swarm::{
+    SECRET, SwarmCluster, SwarmOptions, args, member_auth, secured_supernode, write_secret,
+};
 
 /// Agents pulling at once.
 const AGENTS: usize = 10;
@@ -137,20 +139,7 @@ async fn agents_swarm_pieces_and_upstream_sees_each_blob_once() {
 async fn pulls_complete_with_the_tracker_down() {
     let _heavy = lock::heavy().await;
     let tmp = shoal_tests::tmp::dir("swarm-notracker-");
-    let secret = write_secret(tmp.path(), SECRET);
-    let registry = Registry::start().await;
-    let image = TestImage::standard();
-    image
-        .push(&registry.client(), &registry.url(), REPO, TAG)
-        .await;
-    let supernode = Daemon::supernode_with(
-        &SupernodeOptions {
-            upstreams: upstreams(&registry),
-            upstream_cas: Vec::new(),
-        },
-        &args(&[("--cluster-secret-file", secret.display().to_string())]),
-    )
-    .await;
+    let (registry, image, supernode, secret) = secured_supernode(tmp.path()).await;
     // A port nobody listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
@@ -280,20 +269,7 @@ async fn a_restarted_agent_resumes_a_half_done_blob() {
 async fn a_node_without_the_secret_cannot_fetch_a_piece() {
     shoal_tests::http::install_crypto_provider();
     let tmp = shoal_tests::tmp::dir("swarm-auth-");
-    let secret = write_secret(tmp.path(), SECRET);
-    let registry = Registry::start().await;
-    let image = TestImage::standard();
-    image
-        .push(&registry.client(), &registry.url(), REPO, TAG)
-        .await;
-    let supernode = Daemon::supernode_with(
-        &SupernodeOptions {
-            upstreams: upstreams(&registry),
-            upstream_cas: Vec::new(),
-        },
-        &args(&[("--cluster-secret-file", secret.display().to_string())]),
-    )
-    .await;
+    let (_registry, image, supernode, _secret) = secured_supernode(tmp.path()).await;
     let layer = &image.platform("amd64").layers[0];
     let client = SupernodeClient::new(&supernode.http_url())
         .unwrap()

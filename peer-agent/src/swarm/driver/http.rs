@@ -83,18 +83,31 @@ impl Running {
                 }
             }
             drop(stream);
-            if let Err(e) = self.map.verify_piece(i, &buf) {
-                metrics::counter!(PIECES_REJECTED).increment(1);
-                return Err(FetchError::Source(RegistryError::bad_gateway(format!(
-                    "supernode sent a bad piece over HTTP: {e}"
-                ))));
-            }
-            if self.task.put_piece(i, vec![buf.into()]).await? {
-                self.verified(i);
-            }
-            let now = self.now();
-            self.dl.handle_piece_verified(now, SEED, i);
+            self.accept_http_piece(i, buf, "supernode").await?;
         }
+        Ok(())
+    }
+
+    /// Piece `i` as it came over HTTP from `source`: verified against the
+    /// map (a bad one fails the download), then written and handed to the
+    /// scheduler (as from the seed).
+    async fn accept_http_piece(
+        &mut self,
+        i: u32,
+        piece: Vec<u8>,
+        source: &str,
+    ) -> Result<(), FetchError> {
+        if let Err(e) = self.map.verify_piece(i, &piece) {
+            metrics::counter!(PIECES_REJECTED).increment(1);
+            return Err(FetchError::Source(RegistryError::bad_gateway(format!(
+                "{source} sent a bad piece over HTTP: {e}"
+            ))));
+        }
+        if self.task.put_piece(i, vec![piece.into()]).await? {
+            self.verified(i);
+        }
+        let now = self.now();
+        self.dl.handle_piece_verified(now, SEED, i);
         Ok(())
     }
 
@@ -161,17 +174,7 @@ impl Running {
             if self.dl.have().get(i) {
                 continue;
             }
-            if let Err(e) = self.map.verify_piece(i, &piece) {
-                metrics::counter!(PIECES_REJECTED).increment(1);
-                return Err(FetchError::Source(RegistryError::bad_gateway(format!(
-                    "upstream sent a bad piece: {e}"
-                ))));
-            }
-            if self.task.put_piece(i, vec![piece.into()]).await? {
-                self.verified(i);
-            }
-            let now = self.now();
-            self.dl.handle_piece_verified(now, SEED, i);
+            self.accept_http_piece(i, piece, "upstream").await?;
         }
         Ok(())
     }
