@@ -85,7 +85,9 @@ pub struct AgentArgs {
     /// File holding the cluster secret shared by every Shoal daemon (at
     /// least 16 bytes). Enables peer-to-peer: blobs are fetched in verified
     /// pieces from other agents and the supernode over QUIC, and served to
-    /// them. Without it, blobs come whole from the supernode over HTTP.
+    /// them. The supernode and the tracker are then reached over mutual
+    /// TLS with the cluster CA (an http:// URL is dialled as https://).
+    /// Without it, blobs come whole from the supernode over plain HTTP.
     #[arg(long, env = "SHOAL_CLUSTER_SECRET_FILE", value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
     /// Address other peers reach this agent's QUIC port at, announced to
@@ -103,6 +105,13 @@ pub struct AgentArgs {
     /// Most pieces sent to peers at once [default: 16].
     #[arg(long, env = "SHOAL_AGENT_MAX_UPLOADS", value_name = "N")]
     pub max_uploads: Option<usize>,
+    /// Largest UDP payload (bytes) accepted from peers and probed for by
+    /// QUIC path MTU discovery, from 1200 to 65527 [default: 8952, a
+    /// 9000-byte jumbo frame]. Connections start small and grow only as
+    /// far as probes get through, so 1500-byte networks settle at 1452;
+    /// set 1452 to never probe beyond standard Ethernet.
+    #[arg(long, env = "SHOAL_AGENT_P2P_MAX_UDP_PAYLOAD", value_name = "BYTES")]
+    pub p2p_max_udp_payload: Option<u16>,
     /// Write {"http": ADDR, "p2p": ADDR} to this file once listening, so
     /// scripts that bind port 0 learn the real addresses.
     #[arg(long, value_name = "FILE")]
@@ -140,6 +149,8 @@ pub struct AgentFile {
     pub download_rate: Option<String>,
     /// See `--max-uploads`.
     pub max_uploads: Option<usize>,
+    /// See `--p2p-max-udp-payload`.
+    pub p2p_max_udp_payload: Option<u16>,
     /// See `--http-max-connections`.
     pub http_max_connections: Option<usize>,
     /// See `--http-header-timeout` (`30s`).
@@ -188,6 +199,8 @@ pub struct AgentP2p {
     pub download_rate: Option<u64>,
     /// Most concurrent uploads.
     pub max_uploads: usize,
+    /// Largest UDP payload accepted and probed for.
+    pub max_udp_payload: u16,
 }
 
 /// A rate from a flag or, failing that, the config file.
@@ -217,6 +230,12 @@ impl AgentArgs {
                 upload_rate: rate(self.upload_rate, &file.upload_rate, "upload_rate")?,
                 download_rate: rate(self.download_rate, &file.download_rate, "download_rate")?,
                 max_uploads: self.max_uploads.or(file.max_uploads).unwrap_or(16).max(1),
+                max_udp_payload: crate::p2p::config::check_max_udp_payload(
+                    self.p2p_max_udp_payload
+                        .or(file.p2p_max_udp_payload)
+                        .unwrap_or(crate::p2p::config::DEFAULT_MAX_UDP_PAYLOAD),
+                )
+                .map_err(|e| anyhow::anyhow!("p2p_max_udp_payload: {e}"))?,
             }),
             None => None,
         };
@@ -257,10 +276,15 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
     let store = ContentStore::open_with_quota(&cfg.data_dir, cfg.max_disk)
         .with_context(|| format!("cannot open data dir {}", cfg.data_dir.display()))?;
     crate::store::quota::spawn_enforcer(store.clone(), shutdown.clone());
-    let mut supernode = SupernodeClient::new(&cfg.supernode)?;
-    if let Some(p2p) = &cfg.p2p {
-        supernode = supernode.with_auth(Auth::Signed(p2p.secret.http_auth()));
-    }
+    let auth = match &cfg.p2p {
+        Some(p2p) => Auth::member(&p2p.secret)?,
+        None => Auth::Insecure,
+    };
+    let supernode = SupernodeClient::for_auth(&cfg.supernode, auth.clone())?;
+    tokio::spawn({
+        let supernode = supernode.clone();
+        async move { supernode.probe().await }
+    });
     let fetcher = Fetcher::new(store, 3);
     let listener = daemon::bind(cfg.registry_listen).await?;
     let http = listener.local_addr()?;
@@ -275,10 +299,12 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
     }
     let (swarm, p2p_addr) = match &cfg.p2p {
         Some(p2p) => {
-            let (swarm, addr) = start_swarm(&cfg, p2p, &supernode, &fetcher, &direct, &shutdown)?;
+            let (swarm, addr) =
+                start_swarm(&cfg, p2p, &auth, &supernode, &fetcher, &direct, &shutdown)?;
             (Some(swarm), Some(addr))
         }
         None => {
+            daemon::warn_unencrypted();
             tracing::warn!(
                 "no --cluster-secret-file: not swarming; fetching whole blobs through the supernode"
             );
@@ -312,6 +338,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
 fn start_swarm(
     cfg: &AgentConfig,
     p2p: &AgentP2p,
+    auth: &Auth,
     supernode: &SupernodeClient,
     fetcher: &Fetcher,
     direct: &std::collections::HashMap<String, Upstream>,
@@ -322,16 +349,14 @@ fn start_swarm(
         secret: p2p.secret.clone(),
         max_uploads: p2p.max_uploads,
         upload_rate: p2p.upload_rate,
+        max_udp_payload: p2p.max_udp_payload,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let provider = Arc::new(FetcherPieces::new(fetcher.clone()));
     let endpoint = bind_p2p_with_events(&opts, provider, Some(tx))?;
     let addr = endpoint.local_addr()?;
     let tracker = match &cfg.tracker {
-        Some(url) => Some(TrackerClient::new(
-            url,
-            Auth::Signed(p2p.secret.http_auth()),
-        )?),
+        Some(url) => Some(TrackerClient::new(url, auth.clone())?),
         None => None,
     };
     let supernode_host = reqwest::Url::parse(&cfg.supernode)

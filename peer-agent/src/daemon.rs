@@ -1,7 +1,8 @@
 //! Plumbing every Shoal daemon shares: logging, the TLS crypto provider,
 //! Prometheus metrics, `/healthz`, the ready file, and serving an axum
 //! router until one shutdown signal fires (with the limits of
-//! [`serve`](mod@crate::serve)).
+//! [`serve`](mod@crate::serve)), in plain HTTP or, for the cluster-internal
+//! APIs of a cluster with a secret, over mutual TLS ([`serve_cluster_api`]).
 
 use std::future::Future;
 use std::io;
@@ -15,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::serve::{HttpArgs, HttpFile, HttpLimits, serve};
+pub use crate::serve::{HttpArgs, HttpFile, HttpLimits, ListenerTls, serve, serve_tls};
+
+use crate::p2p::tls::ClusterTls;
 
 /// Log output format, chosen with `--log-format`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -75,6 +78,52 @@ pub fn ops_router(metrics: PrometheusHandle) -> Router {
                 }
             }),
         )
+}
+
+/// Serves `api` (a supernode's or a tracker's API) and the ops endpoints
+/// on `listener` until `shutdown` completes. With `tls` (the cluster
+/// secret is configured) everything is served over TLS to cluster members
+/// only (mutual TLS with the cluster CA, like the QUIC transport), and a
+/// client speaking plain HTTP gets `/healthz` and `/metrics` and a `401`
+/// for the API. Without, everything is served in plain HTTP, with a
+/// warning in the log.
+pub async fn serve_cluster_api(
+    listener: TcpListener,
+    api: Router,
+    metrics: PrometheusHandle,
+    tls: Option<&ClusterTls>,
+    limits: &HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ops = ops_router(metrics);
+    match tls {
+        Some(tls) => {
+            tracing::info!(
+                ca = %tls.ca_fingerprint(),
+                "API served over mutual TLS to cluster members only (plain HTTP: /healthz and /metrics)"
+            );
+            let listener_tls = ListenerTls {
+                config: std::sync::Arc::new(tls.http_server_config()?),
+                plain: ops.clone().fallback(crate::http_auth::tls_required),
+            };
+            serve_tls(listener, api.merge(ops), listener_tls, limits, shutdown).await?;
+        }
+        None => {
+            warn_unencrypted();
+            serve(listener, api.merge(ops), limits, shutdown).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Logs, once at startup, that a daemon without the cluster secret talks
+/// to the other nodes in clear and without authentication.
+pub fn warn_unencrypted() {
+    tracing::warn!(
+        "INSECURE: no cluster secret (--cluster-secret-file): node-to-node traffic \
+         (agent, supernode and tracker APIs) is unauthenticated and unencrypted plain HTTP. \
+         For tests and development only."
+    );
 }
 
 /// What a daemon writes to `--ready-file` once it is listening, so that

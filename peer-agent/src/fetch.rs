@@ -151,7 +151,8 @@ pub struct PieceProgress {
     /// `None` for sequential downloads, which hold the pieces whose hash
     /// is known.
     held: Mutex<Option<Bitfield>>,
-    tmp: Mutex<Option<Arc<PathBuf>>>,
+    /// The file the download is written to, open for reading pieces.
+    file: Mutex<Option<Arc<std::fs::File>>>,
     grew: tokio::sync::Notify,
 }
 
@@ -208,14 +209,19 @@ impl PieceProgress {
             layout: Mutex::default(),
             hashes: Mutex::default(),
             held: Mutex::default(),
-            tmp: Mutex::default(),
+            file: Mutex::default(),
             grew: tokio::sync::Notify::new(),
         }
     }
 
-    /// The file the download is being written to.
-    pub fn temp_file(&self) -> Option<Arc<PathBuf>> {
-        self.tmp.lock().expect("lock").clone()
+    /// The file the download is being written to, open for reading (it
+    /// stays readable once the download is renamed into the store).
+    pub fn file(&self) -> Option<Arc<std::fs::File>> {
+        self.file.lock().expect("lock").clone()
+    }
+
+    fn set_file(&self, file: Arc<std::fs::File>) {
+        *self.file.lock().expect("lock") = Some(file);
     }
 }
 
@@ -472,7 +478,13 @@ impl<S: BlobSource> Download<S> {
         let mut stream = body.stream.fuse();
         let mut pending = None;
         let tmp = Arc::new(self.fetcher.store.temp_path(&self.digest.hex()));
-        let file = std::fs::File::create(&*tmp).map_err(|e| io_err(&tmp, e))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&*tmp)
+            .map_err(|e| io_err(&tmp, e))?;
         self.tx.send_replace(State::Running {
             size,
             written: 0,
@@ -481,7 +493,9 @@ impl<S: BlobSource> Download<S> {
         let hasher = match &self.pieces {
             Some(progress) => {
                 let piece_size = piece_size_for(size);
-                *progress.tmp.lock().expect("lock") = Some(tmp.clone());
+                // Pieces are read with `pread`, which leaves the offset
+                // the writer appends at alone.
+                progress.set_file(Arc::new(file.try_clone().map_err(|e| io_err(&tmp, e))?));
                 *progress.layout.lock().expect("lock") = Some((size, piece_size));
                 BlobHasher::Pieces(Box::new(PieceHasher::new(piece_size)), progress.clone())
             }

@@ -3,10 +3,10 @@
 //! the piece hashes computed so far), so a seed serves pieces while its own
 //! upstream fetch is still going.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -16,41 +16,96 @@ use shoal_proto::{Digest, PieceMap};
 use crate::fetch::Fetcher;
 use crate::p2p::PieceProvider;
 
+/// Stored blobs whose piece maps are kept decoded; past this many the
+/// cache starts afresh.
+const MAX_CACHED_MAPS: usize = 1024;
+/// Bytes of piece buffers kept for reuse once sent.
+const POOL_BYTES: usize = 32 << 20;
+
 /// A [`PieceProvider`] over a [`Fetcher`] and its content store.
+///
+/// Serving a piece costs one `pread` into a reused buffer: the piece maps
+/// of stored blobs are decoded once, running downloads lend their open
+/// file, and buffers come back to a pool when the transport is done with
+/// them (fresh buffers would cost a page fault per 4 KiB).
 pub struct FetcherPieces {
     fetcher: Fetcher,
+    maps: Mutex<HashMap<Digest, Arc<PieceMap>>>,
+    pool: Arc<BufferPool>,
+}
+
+/// Where a piece's bytes are.
+enum Located {
+    /// A running download: its map so far and its open file.
+    Running(PieceMap, Arc<std::fs::File>),
+    /// A complete blob in the store.
+    Stored(Arc<PieceMap>),
+}
+
+impl Located {
+    fn map(&self) -> &PieceMap {
+        match self {
+            Located::Running(map, _) => map,
+            Located::Stored(map) => map,
+        }
+    }
 }
 
 impl FetcherPieces {
     /// Serves the pieces `fetcher` holds.
     pub fn new(fetcher: Fetcher) -> Self {
-        FetcherPieces { fetcher }
+        FetcherPieces {
+            fetcher,
+            maps: Mutex::default(),
+            pool: Arc::default(),
+        }
     }
 
     /// Where the piece bytes are now, and the map that locates them.
-    fn locate(&self, digest: &Digest) -> Option<(PieceMap, PathBuf)> {
+    fn locate(&self, digest: &Digest) -> Option<Located> {
         if let Some(p) = self.fetcher.progress(digest)
-            && let (Some(map), Some(tmp)) = (p.partial_map(), p.temp_file())
+            && let (Some(map), Some(file)) = (p.partial_map(), p.file())
         {
-            return Some((map, (*tmp).clone()));
+            return Some(Located::Running(map, file));
         }
-        let map = self.fetcher.store().get_piece_map(digest)?;
-        Some((map, self.fetcher.store().blob_path(digest)))
+        self.stored_map(digest).map(Located::Stored)
+    }
+
+    /// The piece map of a stored blob, decoded once; forgotten when the
+    /// blob is gone (evicted).
+    fn stored_map(&self, digest: &Digest) -> Option<Arc<PieceMap>> {
+        let store = self.fetcher.store();
+        let cached = self.maps.lock().expect("lock").get(digest).cloned();
+        if let Some(map) = cached {
+            if store.blob_path(digest).is_file() {
+                return Some(map);
+            }
+            self.maps.lock().expect("lock").remove(digest);
+            return None;
+        }
+        let map = Arc::new(store.get_piece_map(digest)?);
+        let mut maps = self.maps.lock().expect("lock");
+        if maps.len() >= MAX_CACHED_MAPS {
+            maps.clear();
+        }
+        maps.insert(*digest, map.clone());
+        Some(map)
     }
 }
 
 impl PieceProvider for FetcherPieces {
     fn piece_map(&self, digest: &Digest) -> Option<Arc<PieceMap>> {
-        self.locate(digest).map(|(map, _)| Arc::new(map))
+        match self.locate(digest)? {
+            Located::Running(map, _) => Some(Arc::new(map)),
+            Located::Stored(map) => Some(map),
+        }
     }
 
     fn has_piece(&self, digest: &Digest, index: u32) -> bool {
         match self.fetcher.progress(digest) {
-            Some(p) if p.temp_file().is_some() => p.has_piece(index),
+            Some(p) if p.file().is_some() => p.has_piece(index),
             _ => self
-                .fetcher
-                .store()
-                .get_piece_map(digest)
+                .stored_map(digest)
                 .is_some_and(|m| index < m.piece_count()),
         }
     }
@@ -58,34 +113,77 @@ impl PieceProvider for FetcherPieces {
     fn read_piece(&self, digest: &Digest, index: u32) -> BoxFuture<'_, io::Result<Bytes>> {
         let located = self.locate(digest);
         let final_path = self.fetcher.store().blob_path(digest);
+        let pool = self.pool.clone();
         async move {
-            let (map, path) =
+            let located =
                 located.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "blob not held"))?;
+            let map = located.map();
             if index >= map.piece_count() {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "piece not held"));
             }
             let range = map.piece_range(index);
             tokio::task::spawn_blocking(move || {
-                // A download may finish (and rename its file) between
-                // locating and opening: fall back to the stored blob.
-                let file = match std::fs::File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        std::fs::File::open(&final_path)?
-                    }
-                    Err(e) => return Err(e),
+                let file = match located {
+                    Located::Running(_, file) => file,
+                    Located::Stored(_) => Arc::new(std::fs::File::open(&final_path)?),
                 };
-                let mut buf = vec![0u8; (range.end - range.start) as usize];
+                let mut buf = pool.take((range.end - range.start) as usize);
                 // These bytes were verified when written (against the
                 // piece map, or as part of the whole-blob digest); the
                 // receiver verifies them again against its map.
                 file.read_exact_at(&mut buf, range.start)?;
-                Ok(Bytes::from(buf))
+                Ok(Bytes::from_owner(Pooled {
+                    buf,
+                    pool: pool.clone(),
+                }))
             })
             .await
             .map_err(io::Error::other)?
         }
         .boxed()
+    }
+}
+
+/// Piece buffers that go back to the pool when the last [`Bytes`] view of
+/// them is dropped, up to [`POOL_BYTES`].
+#[derive(Default)]
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// A buffer of `len` bytes (contents unspecified: the caller fills it).
+    fn take(&self, len: usize) -> Vec<u8> {
+        let reused = self.free.lock().expect("lock").pop();
+        let mut buf = reused.unwrap_or_default();
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        let mut free = self.free.lock().expect("lock");
+        let held: usize = free.iter().map(Vec::capacity).sum();
+        if held + buf.capacity() <= POOL_BYTES {
+            free.push(buf);
+        }
+    }
+}
+
+/// A buffer lent out as [`Bytes`].
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
     }
 }
 
@@ -100,6 +198,9 @@ pub struct P2pOptions {
     pub max_uploads: usize,
     /// Upload cap in bytes per second, if any.
     pub upload_rate: Option<u64>,
+    /// Largest UDP payload accepted and probed for
+    /// ([`crate::p2p::P2pConfig::max_udp_payload`]).
+    pub max_udp_payload: u16,
 }
 
 /// Binds the QUIC endpoint that serves `provider`'s pieces to members of
@@ -127,7 +228,10 @@ pub fn bind_p2p_with_events(
         server = server.with_rate_limit(Arc::new(crate::p2p::limit::RateLimiter::new(rate, burst)));
     }
     crate::p2p::endpoint::P2pEndpoint::bind(
-        crate::p2p::P2pConfig::with_listen(opts.listen),
+        crate::p2p::P2pConfig {
+            max_udp_payload: opts.max_udp_payload,
+            ..crate::p2p::P2pConfig::with_listen(opts.listen)
+        },
         &tls,
         server,
         events,

@@ -27,6 +27,12 @@
 //! and the daemons' own clients speak HTTP/1.1 to a cleartext endpoint, and
 //! hyper's HTTP/2 detection reads the connection preface before any
 //! timeout applies.
+//!
+//! - **TLS** ([`serve_tls`]): a connection whose first byte opens a TLS
+//!   handshake is served the full router over TLS (the handshake, too, must
+//!   finish within the header timeout); any other connection is served a
+//!   plain-HTTP router of its own (the daemons give it only `/healthz` and
+//!   `/metrics`, and a refusal for everything else).
 
 use std::future::Future;
 use std::io;
@@ -38,9 +44,10 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 /// Largest request head (request line and headers) read, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -62,6 +69,21 @@ const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const CONNECTIONS_REFUSED: &str = "shoal_http_connections_refused_total";
 /// Gauge of HTTP connections being served.
 pub const CONNECTIONS_OPEN: &str = "shoal_http_connections_open";
+/// Counter of TLS handshakes that failed or timed out (for instance a
+/// client without a cluster member certificate).
+pub const TLS_HANDSHAKE_FAILURES: &str = "shoal_http_tls_handshake_failures_total";
+
+/// The first byte of a TLS record carrying a handshake message.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// TLS on a listener (see [`serve_tls`]).
+#[derive(Clone)]
+pub struct ListenerTls {
+    /// The server side of the handshake.
+    pub config: Arc<rustls::ServerConfig>,
+    /// What a connection speaking plain HTTP is served.
+    pub plain: Router,
+}
 
 /// The answer to a connection over the limit.
 const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -187,6 +209,30 @@ pub async fn serve(
     limits: &HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_with(listener, app, None, limits, shutdown).await
+}
+
+/// [`serve`], with `app` served only over TLS with `tls.config`, and
+/// `tls.plain` to connections that speak plain HTTP.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    tls: ListenerTls,
+    limits: &HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_with(listener, app, Some(tls), limits, shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<ListenerTls>,
+    limits: &HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let tls = tls.map(|t| (TlsAcceptor::from(t.config), t.plain));
+    let header_timeout = limits.header_timeout;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -215,11 +261,30 @@ pub async fn serve(
         };
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
-                let (builder, app) = (builder.clone(), app.clone());
+                let (builder, app, tls) = (builder.clone(), app.clone(), tls.clone());
                 let (stop, done) = (stop_rx.clone(), done_rx.clone());
                 tokio::spawn(async move {
                     metrics::gauge!(CONNECTIONS_OPEN).increment(1.0);
-                    connection(stream, &builder, app, stop).await;
+                    let _ = stream.set_nodelay(true);
+                    match tls {
+                        None => connection(stream, &builder, app, stop).await,
+                        Some((acceptor, plain)) => {
+                            let first = tokio::time::timeout(header_timeout, first_byte(&stream));
+                            match first.await {
+                                Ok(Some(TLS_HANDSHAKE_RECORD)) => {
+                                    let accept = acceptor.accept(stream);
+                                    match tokio::time::timeout(header_timeout, accept).await {
+                                        Ok(Ok(tls)) => connection(tls, &builder, app, stop).await,
+                                        Ok(Err(e)) => handshake_failed(&e.to_string()),
+                                        Err(_) => handshake_failed("timed out"),
+                                    }
+                                }
+                                Ok(Some(_)) => connection(stream, &builder, plain, stop).await,
+                                // Closed, or silent for the whole header timeout.
+                                Ok(None) | Err(_) => {}
+                            }
+                        }
+                    }
                     metrics::gauge!(CONNECTIONS_OPEN).decrement(1.0);
                     drop((slot, done));
                 });
@@ -254,14 +319,28 @@ async fn accept_error(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// The first byte the client sent, left unread; `None` if it closed first.
+async fn first_byte(stream: &TcpStream) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte).await {
+        Ok(1) => Some(byte[0]),
+        _ => None,
+    }
+}
+
+/// Logs and counts a TLS handshake that failed.
+fn handshake_failed(why: &str) {
+    metrics::counter!(TLS_HANDSHAKE_FAILURES).increment(1);
+    tracing::debug!("TLS handshake with an HTTP client failed: {why}");
+}
+
 /// Serves one connection, then closes it without losing the last response.
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     builder: &http1::Builder,
     app: Router,
     mut stop: watch::Receiver<()>,
 ) {
-    let _ = stream.set_nodelay(true);
     {
         let service = TowerToHyperService::new(app);
         let mut conn = pin!(builder.serve_connection(TokioIo::new(&mut stream), service));
@@ -299,7 +378,7 @@ async fn refuse(mut stream: TcpStream) {
 /// Stops writing, then reads and drops the client's input until it closes,
 /// for at most [`LINGER`] and [`LINGER_BYTES`], so that closing does not
 /// reset the connection before the client has read the last response.
-async fn linger(mut stream: TcpStream) {
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let _ = stream.shutdown().await;
     let drain = async {
         let mut buf = [0u8; 8192];

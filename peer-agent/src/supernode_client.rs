@@ -1,7 +1,15 @@
 //! The agent's client of the supernode's HTTP API (documented in
 //! `docs/API.md`): manifests and blobs of a named upstream, fetched through
 //! the supernode so the upstream sees each of them once per cluster.
+//!
+//! A cluster member ([`Auth::Member`]) signs every request and sends it
+//! over mutual TLS with the cluster CA: its manifests, blobs and the
+//! clients' credentials of access checks never cross the network in clear.
+//! Without the cluster secret, requests are unsigned plain HTTP, which only
+//! a supernode without the secret answers: [`SupernodeClient::probe`] says
+//! so at startup, and the first refusal is explained once in the log.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +17,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use http::{StatusCode, header};
 use reqwest::Url;
+use shoal_proto::wire::AUTH_SCHEME;
 use shoal_proto::{Digest, Reference, RepoName};
 
 use crate::access::{CLIENT_AUTH_HEADER, ClientAuth};
@@ -16,6 +25,9 @@ use crate::fetch::{BlobSource, SourceBody};
 use crate::http_auth::Auth;
 use crate::registry::RegistryError;
 use crate::upstream::AccessTarget;
+
+/// Longest wait for the startup check of [`SupernodeClient::probe`].
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest manifest accepted from the supernode.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -43,14 +55,21 @@ pub struct SupernodeClient {
 impl SupernodeClient {
     /// A client for the supernode at `base` (e.g. `http://10.0.0.5:65011`)
     /// that does not sign its requests: only a supernode without a cluster
-    /// secret answers it. See [`SupernodeClient::with_auth`].
+    /// secret answers it. See [`SupernodeClient::for_auth`].
     pub fn new(base: &str) -> anyhow::Result<Self> {
-        let base =
-            Url::parse(base).map_err(|e| anyhow::anyhow!("invalid supernode URL {base:?}: {e}"))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            anyhow::bail!("supernode URL must be http:// or https://, got {base}");
-        }
-        let http = reqwest::Client::builder()
+        Self::for_auth(base, Auth::Insecure)
+    }
+
+    /// A client for the supernode at `base` that sends its requests as
+    /// `auth` says: a member signs them and dials `base` over mutual TLS
+    /// (as `https://`, see [`Auth::api_url`]); a supernode with a cluster
+    /// secret answers nothing else.
+    pub fn for_auth(base: &str, auth: Auth) -> anyhow::Result<Self> {
+        let base = auth
+            .api_url(base)
+            .map_err(|e| anyhow::anyhow!("supernode URL: {e}"))?;
+        let http = auth
+            .client_builder()?
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(Duration::from_secs(60))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -59,15 +78,64 @@ impl SupernodeClient {
             base,
             http,
             header_timeout: Duration::from_secs(180),
-            auth: Auth::Insecure,
+            auth,
         })
     }
 
-    /// The same client, signing every request with `auth` (a supernode with
-    /// a cluster secret refuses unsigned ones with 401).
-    pub fn with_auth(mut self, auth: Auth) -> Self {
-        self.auth = auth;
-        self
+    /// The same supernode, with requests sent as `auth` says (see
+    /// [`SupernodeClient::for_auth`]).
+    ///
+    /// # Panics
+    ///
+    /// If the HTTP client cannot be built for `auth`, which
+    /// [`SupernodeClient::for_auth`] reports as an error instead.
+    pub fn with_auth(self, auth: Auth) -> Self {
+        Self::for_auth(self.base.as_str(), auth).expect("build the supernode client")
+    }
+
+    /// Checks once that the supernode answers this client, and logs a clear
+    /// explanation when it cannot: a supernode that requires the cluster
+    /// secret while this node has none, or a TLS handshake that fails
+    /// (another secret, or a supernode without one).
+    pub async fn probe(&self) {
+        // Any API route will do: without its parameters, a supernode that
+        // answers this client says 400; only refusals and failures matter.
+        let req = self.get(self.url("api/v1/manifests", &[]));
+        let err = match tokio::time::timeout(PROBE_TIMEOUT, req.send()).await {
+            Ok(Ok(resp)) => {
+                // A refusal is explained by `send`'s check, like any other.
+                let _ = self.check(resp).await;
+                return;
+            }
+            Ok(Err(e)) => e,
+            Err(_) => {
+                tracing::warn!(supernode = %self.base, "supernode did not answer the startup check in time");
+                return;
+            }
+        };
+        let chain = error_chain(&err);
+        if self.auth.tls().is_some() && is_tls_failure(&err) {
+            tracing::error!(
+                supernode = %self.base,
+                "cannot complete the TLS handshake with the supernode ({chain}); it must run \
+                 with the same cluster secret (--cluster-secret-file) as this node"
+            );
+        } else {
+            tracing::warn!(supernode = %self.base, "supernode not reachable yet: {chain}");
+        }
+    }
+
+    /// Logs, once per process, why an unsigned request was refused.
+    fn explain_refusal(&self, err: &RegistryError) {
+        static EXPLAINED: AtomicBool = AtomicBool::new(false);
+        if self.auth.http_auth().is_none() && !EXPLAINED.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                supernode = %self.base,
+                "the supernode requires the cluster secret: start this agent with \
+                 --cluster-secret-file (the supernode said: {})",
+                err.message
+            );
+        }
     }
 
     /// A signed `GET` of `url`.
@@ -90,14 +158,29 @@ impl SupernodeClient {
             .await
             .map_err(|_| RegistryError::unavailable("supernode did not answer in time"))?
             .map_err(|e| RegistryError::unavailable(format!("supernode unreachable: {e}")))?;
+        self.check(resp).await
+    }
+
+    /// A success as is; an error status as a [`RegistryError`] (a refusal
+    /// by the cluster explained in the log once).
+    async fn check(&self, resp: reqwest::Response) -> Result<reqwest::Response, RegistryError> {
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
         let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
+        // The cluster's refusal names its scheme; an access check's 401
+        // (the client's registry credentials) names the upstream's.
+        let by_cluster = resp
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .is_some_and(|v| v.as_bytes().starts_with(AUTH_SCHEME.as_bytes()));
         let body = resp.bytes().await.unwrap_or_default();
         let mut err = RegistryError::from_response_body(status, &body[..body.len().min(64 * 1024)]);
         err.retry_after = retry_after.and_then(|v| v.to_str().ok()?.parse().ok());
+        if status == StatusCode::UNAUTHORIZED && by_cluster {
+            self.explain_refusal(&err);
+        }
         Err(err)
     }
 
@@ -232,6 +315,39 @@ impl SupernodeClient {
             .boxed();
         Ok(SourceBody { total_size, stream })
     }
+}
+
+/// `e` and its causes, `: `-separated.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether a TLS error (a failed handshake, a refused certificate) is
+/// among `e`'s causes. I/O errors hide the rustls error they carry from
+/// `source()`; `get_ref` finds it.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && is_tls_failure(inner)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn content_range_total(resp: &reqwest::Response) -> Option<u64> {

@@ -9,11 +9,12 @@
 //! - `POST /api/v1/seed` (for the tracker, only with a cluster secret; see
 //!   [`seeding`])
 //!
-//! With a cluster secret (`--cluster-secret-file`) every route requires
-//! `Authorization: Shoal ts=…,sig=…` signed with it
-//! ([`shoal_agent::http_auth`]); an agent's client's own credentials travel
-//! in `Shoal-Client-Authorization`. Without a secret the API is open to
-//! anyone who can reach it.
+//! With a cluster secret (`--cluster-secret-file`) the API is served only
+//! over mutual TLS with the cluster CA (`shoal_agent::daemon::serve_cluster_api`)
+//! and every route requires `Authorization: Shoal ts=…,sig=…` signed with
+//! it ([`shoal_agent::http_auth`]); an agent's client's own credentials
+//! travel in `Shoal-Client-Authorization`. Without a secret the API is
+//! plain HTTP, open to anyone who can reach it.
 //!
 //! Responses and errors have the same shape as a registry's, so an agent
 //! can pass them through unchanged.

@@ -10,6 +10,7 @@ use shoal_agent::config::{
     NamedUpstream, UpstreamEntry, load_file, max_disk, merge_upstreams, parse_name_value,
 };
 use shoal_agent::daemon::{HttpArgs, HttpFile, HttpLimits, LogFormat};
+use shoal_agent::p2p::config::{DEFAULT_MAX_UDP_PAYLOAD, check_max_udp_payload};
 use shoal_agent::p2p::load_cluster_secret;
 use shoal_agent::pieces::P2pOptions;
 use shoal_proto::units::{ByteSize, Rate};
@@ -72,10 +73,12 @@ pub struct SupernodeArgs {
     pub tag_ttl: Option<u64>,
     /// File holding the cluster secret shared by every Shoal daemon of the
     /// cluster. Enables seeding pieces over QUIC (only to members) and the
-    /// /api/v1/seed endpoint for the tracker, and makes every API request
-    /// require a signature made with it. Without it the supernode only
-    /// serves whole manifests and blobs over HTTP, to anyone who reaches
-    /// its API (insecure: for tests and development).
+    /// /api/v1/seed endpoint for the tracker, serves the API only over
+    /// mutual TLS with the cluster CA (plain HTTP gets /healthz and
+    /// /metrics only), and makes every API request require a signature
+    /// made with it. Without it the supernode only serves whole manifests
+    /// and blobs over plain HTTP, to anyone who reaches its API (insecure:
+    /// for tests and development).
     #[arg(long, env = "SHOAL_CLUSTER_SECRET_FILE", value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
     /// Cap on the bytes per second sent to peers over QUIC, e.g. 100MiB,
@@ -86,6 +89,17 @@ pub struct SupernodeArgs {
     /// busy so the requester asks another peer [default: 64].
     #[arg(long, env = "SHOAL_SUPERNODE_MAX_UPLOADS", value_name = "N")]
     pub max_uploads: Option<usize>,
+    /// Largest UDP payload (bytes) accepted from peers and probed for by
+    /// QUIC path MTU discovery, from 1200 to 65527 [default: 8952, a
+    /// 9000-byte jumbo frame]. Connections start small and grow only as
+    /// far as probes get through, so 1500-byte networks settle at 1452;
+    /// set 1452 to never probe beyond standard Ethernet.
+    #[arg(
+        long,
+        env = "SHOAL_SUPERNODE_P2P_MAX_UDP_PAYLOAD",
+        value_name = "BYTES"
+    )]
+    pub p2p_max_udp_payload: Option<u16>,
     /// Log format: text or json [default: text]. RUST_LOG sets the filter.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -121,6 +135,8 @@ pub struct SupernodeFile {
     pub upload_rate: Option<String>,
     /// See `--max-uploads`.
     pub max_uploads: Option<usize>,
+    /// See `--p2p-max-udp-payload`.
+    pub p2p_max_udp_payload: Option<u16>,
     /// See `--http-max-connections`.
     pub http_max_connections: Option<usize>,
     /// See `--http-header-timeout` (`30s`).
@@ -178,6 +194,12 @@ impl SupernodeArgs {
                 secret: load_cluster_secret(&path)?,
                 max_uploads: self.max_uploads.or(file.max_uploads).unwrap_or(64).max(1),
                 upload_rate: upload_rate.map(Rate::bytes_per_sec),
+                max_udp_payload: check_max_udp_payload(
+                    self.p2p_max_udp_payload
+                        .or(file.p2p_max_udp_payload)
+                        .unwrap_or(DEFAULT_MAX_UDP_PAYLOAD),
+                )
+                .map_err(|e| anyhow::anyhow!("p2p_max_udp_payload: {e}"))?,
             }),
             None => None,
         };

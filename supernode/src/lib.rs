@@ -12,7 +12,8 @@
 //! - [`seeding`]: piece maps for agents and seeding on the tracker's request;
 //! - [`access`]: whether a client may read a repository, asked upstream
 //!   with the client's own credentials;
-//! - [`api`]: the HTTP API for agents (`docs/API.md`).
+//! - [`api`]: the HTTP API for agents (`docs/API.md`), served over mutual
+//!   TLS with the cluster CA when the cluster secret is configured.
 #![warn(missing_docs)]
 
 pub mod access;
@@ -30,6 +31,7 @@ use anyhow::Context;
 use shoal_agent::daemon::{self, ReadyInfo};
 use shoal_agent::fetch::Fetcher;
 use shoal_agent::http_auth::Auth;
+use shoal_agent::p2p::ClusterTls;
 use shoal_agent::pieces::{FetcherPieces, bind_p2p};
 use shoal_agent::store::ContentStore;
 use shoal_agent::upstream::{Upstream, UpstreamOptions};
@@ -101,7 +103,7 @@ pub async fn run(cfg: SupernodeConfig, shutdown: CancellationToken) -> anyhow::R
         }
         None => {
             tracing::warn!(
-                "no --cluster-secret-file: not seeding pieces to peers; the API serves whole blobs over HTTP to anyone who reaches it (insecure)"
+                "no --cluster-secret-file: not seeding pieces to peers; the API serves whole blobs over plain HTTP to anyone who reaches it (insecure)"
             );
             None
         }
@@ -112,7 +114,17 @@ pub async fn run(cfg: SupernodeConfig, shutdown: CancellationToken) -> anyhow::R
     if let Some(path) = &cfg.ready_file {
         daemon::write_ready_file(path, &ready)?;
     }
-    let app = api::app(state).merge(daemon::ops_router(metrics));
-    daemon::serve(listener, app, &cfg.http, shutdown.cancelled_owned()).await?;
-    Ok(())
+    let tls = match &cfg.p2p {
+        Some(opts) => Some(ClusterTls::new(&opts.secret)?),
+        None => None,
+    };
+    daemon::serve_cluster_api(
+        listener,
+        api::app(state),
+        metrics,
+        tls.as_ref(),
+        &cfg.http,
+        shutdown.cancelled_owned(),
+    )
+    .await
 }

@@ -130,9 +130,9 @@ impl FakePeer {
         let contents = std::fs::read(secret_file).expect("read secret");
         let secret = ClusterSecret::from_file_contents(&contents).expect("secret");
         let mut maps = HashMap::new();
-        let supernode = SupernodeClient::new(supernode_url)
-            .expect("supernode client")
-            .with_auth(Auth::Signed(secret.http_auth()));
+        let auth = Auth::member(&secret).expect("member identity");
+        let supernode =
+            SupernodeClient::for_auth(supernode_url, auth.clone()).expect("supernode client");
         for blob in blobs {
             let map = complete_map(&supernode, blob).await;
             maps.insert(map.digest, Arc::new(map));
@@ -153,8 +153,7 @@ impl FakePeer {
             Some(tx),
         )
         .expect("bind fake peer");
-        let tracker =
-            TrackerClient::new(tracker_url, Auth::Signed(secret.http_auth())).expect("tracker");
+        let tracker = TrackerClient::new(tracker_url, auth).expect("tracker");
         let ep = endpoint.clone();
         let mut tasks = vec![tokio::spawn(async move {
             ep.run(std::future::pending()).await;

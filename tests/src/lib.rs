@@ -17,6 +17,7 @@
 //!   mirror, configured with the examples in `docs/examples/`;
 //! - [`oci_pull`]: an in-process puller that verifies every digest;
 //! - [`fake_peer`]: a cluster member that lies about its pieces;
+//! - [`tap`]: a TCP forwarder that records what crosses it;
 //! - [`tmpfs`]: a small file system of its own, to fill up;
 //! - [`child`], [`wait`], [`http`], [`lock`], [`tmp`]: process guards,
 //!   bounded waits, HTTP clients, the lock that keeps heavy tests from
@@ -35,6 +36,7 @@ pub mod oci_pull;
 pub mod procs;
 pub mod registry;
 pub mod swarm;
+pub mod tap;
 pub mod tls;
 pub mod tmp;
 pub mod tmpfs;

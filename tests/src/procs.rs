@@ -124,6 +124,16 @@ impl Daemon {
         upstreams: &[(String, String)],
         extra: &[String],
     ) -> Daemon {
+        Self::agent_at(&supernode.http_url(), upstreams, extra).await
+    }
+
+    /// [`Daemon::agent_with`] with the supernode at `supernode_url` (for
+    /// instance a proxy in front of it).
+    pub async fn agent_at(
+        supernode_url: &str,
+        upstreams: &[(String, String)],
+        extra: &[String],
+    ) -> Daemon {
         Self::start("shoal-agent", |cmd, dir, ready| {
             cmd.args(extra);
             // `extra` may name the data dir (to restart on the same one).
@@ -137,7 +147,7 @@ impl Daemon {
                 "127.0.0.1:0",
             ])
             .arg("--supernode")
-            .arg(supernode.http_url())
+            .arg(supernode_url)
             .arg("--ready-file")
             .arg(ready);
             for (name, url) in upstreams {

@@ -33,11 +33,30 @@ pub fn write_secret(dir: &Path, contents: &str) -> PathBuf {
     path
 }
 
-/// The request signer of the cluster secret `contents` (a secret file's
-/// text), for the tracker's and the supernode's APIs.
+/// A cluster member of the secret `contents` (a secret file's text), for
+/// the tracker's and the supernode's APIs: signs requests and sends them
+/// over TLS with a member certificate.
 pub fn member_auth(contents: &str) -> Auth {
     let secret = ClusterSecret::from_file_contents(contents.as_bytes()).expect("secret");
-    Auth::Signed(secret.http_auth())
+    Auth::member(&secret).expect("member identity")
+}
+
+/// A reqwest client speaking TLS as a member of the cluster secret
+/// `contents` (it signs nothing: sign with [`member_auth`]); the URLs it
+/// is given must be `https://` ([`https_url`]).
+pub fn member_client(contents: &str) -> reqwest::Client {
+    member_auth(contents)
+        .client_builder()
+        .expect("member TLS")
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .expect("member client")
+}
+
+/// `https://` and the HTTP address of `daemon`: its API as cluster
+/// members reach it when it has the cluster secret.
+pub fn https_url(daemon: &Daemon) -> String {
+    format!("https://{}", daemon.http_addr())
 }
 
 /// `[("--flag", value), ..]` as command-line arguments.
@@ -266,9 +285,8 @@ impl SwarmCluster {
     /// The QUIC addresses the tracker hands out for `digest` now: asked
     /// by a probe peer that holds nothing and leaves again at once.
     pub async fn tracker_peers(&self, digest: &str) -> Vec<SocketAddr> {
-        let contents = std::fs::read(&self.secret).expect("read secret");
-        let secret = ClusterSecret::from_file_contents(&contents).expect("secret");
-        let client = TrackerClient::new(&self.tracker.http_url(), Auth::Signed(secret.http_auth()))
+        let contents = std::fs::read_to_string(&self.secret).expect("read secret");
+        let client = TrackerClient::new(&self.tracker.http_url(), member_auth(&contents))
             .expect("tracker client");
         let mut req = AnnounceRequest {
             blob: Digest::parse(digest).expect("digest"),

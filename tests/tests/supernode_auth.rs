@@ -2,7 +2,8 @@
 //! its agent API (`docs/API.md`) refuses a request without a signature,
 //! and one signed with another secret, with `401`; a request signed with
 //! the cluster secret gets its answer, and so does [`SupernodeClient`]
-//! signing with it.
+//! signing with it. (Requests go over TLS as a member: in plain HTTP, the
+//! API answers nothing but 401; see `node_tls`.)
 
 use reqwest::{Method, StatusCode, Url};
 use shoal_agent::access::ClientAuth;
@@ -11,7 +12,7 @@ use shoal_agent::supernode_client::SupernodeClient;
 use shoal_agent::upstream::AccessTarget;
 use shoal_proto::{Digest, Reference, RepoName};
 use shoal_tests::cluster::{REPO, TAG, UPSTREAM_NAME};
-use shoal_tests::swarm::{SECRET, member_auth, secured_supernode};
+use shoal_tests::swarm::{SECRET, https_url, member_auth, member_client, secured_supernode};
 
 /// One request to the supernode's API.
 struct Call {
@@ -32,7 +33,7 @@ impl Call {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
-        let req = shoal_tests::http::client()
+        let req = member_client(SECRET)
             .request(self.method.clone(), url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(self.body.clone());
@@ -47,7 +48,7 @@ impl Call {
 async fn every_supernode_route_requires_the_cluster_signature() {
     let tmp = shoal_tests::tmp::dir("supernode-auth-");
     let (_registry, image, supernode, _secret) = secured_supernode(tmp.path()).await;
-    let base = supernode.http_url();
+    let base = https_url(&supernode);
     let layer_blob = &image.platform("amd64").layers[0];
     let layer = layer_blob.digest.clone();
     let at = |key, value: &str| {
@@ -99,7 +100,7 @@ async fn every_supernode_route_requires_the_cluster_signature() {
     let repo = RepoName::parse(REPO).unwrap();
     let tag = Reference::parse(TAG).unwrap();
     let digest = Digest::parse(&layer).unwrap();
-    let unsigned = SupernodeClient::new(&base).unwrap();
+    let unsigned = SupernodeClient::new(&supernode.http_url()).unwrap();
     let err = unsigned
         .manifest(UPSTREAM_NAME, &repo, &tag, None)
         .await

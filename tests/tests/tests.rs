@@ -28,6 +28,9 @@
 //!   or limited, and counted; the other pulls complete.
 //! - `agent_memory` (ignored, prints figures): agent RSS idle and while
 //!   serving ten peers.
+//! - `node_tls`: with the cluster secret, the supernode's and the
+//!   tracker's APIs answer only over mutual TLS with the cluster CA; a
+//!   forwarder between agent and supernode sees no plaintext.
 //! - `tracker_restart`: the tracker SIGKILLed mid-swarm and restarted on
 //!   its address: the pulls complete, the tracker rebuilds its state from
 //!   announces, and a new pull swarms again.
@@ -45,6 +48,7 @@ mod faults;
 mod harness;
 mod hostile_http;
 mod hostile_peer;
+mod node_tls;
 mod private;
 mod supernode_auth;
 mod swarm;

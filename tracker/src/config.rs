@@ -48,8 +48,10 @@ pub struct TrackerArgs {
     pub supernodes: Vec<String>,
     /// File holding the cluster secret (at least 16 bytes; surrounding
     /// whitespace is ignored). Every API request must be signed with it,
-    /// and seeding requests to supernodes are. Required unless
-    /// --insecure-no-auth is given.
+    /// and seeding requests to supernodes are; the API is then served only
+    /// over mutual TLS with the cluster CA, and supernodes are reached over
+    /// TLS too (an http:// supernode URL is dialled as https://). Required
+    /// unless --insecure-no-auth is given.
     #[arg(long, env = "SHOAL_CLUSTER_SECRET_FILE", value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
     /// Accept unsigned requests from anyone and send unsigned seeding
@@ -124,7 +126,7 @@ impl TrackerArgs {
             (Some(_), true) => {
                 bail!("--cluster-secret-file and --insecure-no-auth exclude each other")
             }
-            (Some(path), false) => Auth::Signed(load_cluster_secret(&path)?.http_auth()),
+            (Some(path), false) => Auth::member(&load_cluster_secret(&path)?)?,
             (None, true) => Auth::Insecure,
             (None, false) => bail!(
                 "--cluster-secret-file FILE is required (or --insecure-no-auth, \
@@ -225,6 +227,7 @@ mod tests {
         let path = f.path().to_str().unwrap();
         let cfg = parse(&["--cluster-secret-file", path]).unwrap();
         assert!(cfg.auth.http_auth().is_some());
+        assert!(cfg.auth.tls().is_some(), "the API is served over TLS");
         assert!(parse(&["--cluster-secret-file", path, "--insecure-no-auth"]).is_err());
         let err = parse(&["--cluster-secret-file", "/nonexistent/secret"]).unwrap_err();
         assert!(

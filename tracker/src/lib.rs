@@ -12,6 +12,10 @@
 //! - [`seed`]: asking a supernode to seed a blob nobody has;
 //! - [`metrics`]: metric names.
 //!
+//! With the cluster secret, the API is served only over mutual TLS with
+//! the cluster CA (`shoal_agent::daemon::serve_cluster_api`), and seeding
+//! requests go to supernodes over TLS too.
+//!
 //! An announce travels: HTTP → signature check → [`api`] (JSON checked, split into
 //! the state's `Announce` and the blob's origin) → [`state`] (the state
 //! answers, and may ask for a seed) → [`seed`] (a signed request to the
@@ -62,7 +66,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
              announce and trigger seeding. For tests and development only."
         );
     }
-    let seeder = Seeder::new(cfg.auth.http_auth().cloned())?;
+    let seeder = Seeder::for_auth(cfg.auth.clone())?;
     let handle = TrackerHandle::spawn(state_config(&cfg), os_rng_seed(), seeder, shutdown.clone());
     let listener = daemon::bind(cfg.listen).await?;
     let http = listener.local_addr()?;
@@ -75,7 +79,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     if let Some(path) = &cfg.ready_file {
         daemon::write_ready_file(path, &ReadyInfo { http, p2p: None })?;
     }
-    let router = app(handle, cfg.auth).merge(daemon::ops_router(prometheus));
-    daemon::serve(listener, router, &cfg.http, shutdown.cancelled_owned()).await?;
-    Ok(())
+    let tls = cfg.auth.tls().cloned();
+    daemon::serve_cluster_api(
+        listener,
+        app(handle, cfg.auth),
+        prometheus,
+        tls.as_deref(),
+        &cfg.http,
+        shutdown.cancelled_owned(),
+    )
+    .await
 }

@@ -2,17 +2,18 @@
 //!
 //! The swarm state decides when and which supernode (rendezvous hashing);
 //! this module only sends `POST {supernode}/api/v1/seed` with a
-//! [`SeedRequest`] body, signed like every request between daemons. Each
+//! [`SeedRequest`] body, signed like every request between daemons (and,
+//! with the cluster secret, over mutual TLS with the cluster CA). Each
 //! request runs in its own task, with a timeout and a cap on requests in
 //! flight, so a slow supernode never stalls the tracker. Failures are
 //! logged and counted; the state asks again after its `seed_retry` when
 //! the blob is still missing.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::StatusCode;
-use reqwest::Url;
+use shoal_agent::http_auth::Auth;
 use shoal_proto::wire::HttpAuth;
 use tokio::sync::Semaphore;
 
@@ -65,18 +66,27 @@ impl SeedError {
 #[derive(Clone, Debug)]
 pub struct Seeder {
     http: reqwest::Client,
-    auth: Option<HttpAuth>,
+    auth: Auth,
     slots: Arc<Semaphore>,
 }
 
 impl Seeder {
     /// A seeder that signs its requests with `auth` (none: unsigned, for
-    /// `--insecure-no-auth`).
+    /// `--insecure-no-auth`), in plain HTTP (or HTTPS with the system
+    /// roots, for an `https://` supernode URL).
     pub fn new(auth: Option<HttpAuth>) -> anyhow::Result<Self> {
+        Self::for_auth(auth.map_or(Auth::Insecure, Auth::Signed))
+    }
+
+    /// A seeder that sends its requests as `auth` says: a cluster member
+    /// ([`Auth::Member`]) signs them and sends them over mutual TLS.
+    pub fn for_auth(auth: Auth) -> anyhow::Result<Self> {
         // reqwest is built without a default TLS provider; https supernodes
-        // need rustls' ring provider installed (idempotent).
+        // need rustls' ring provider installed (idempotent; also done by
+        // `client_builder`).
         shoal_agent::daemon::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let http = auth
+            .client_builder()?
             .connect_timeout(Duration::from_secs(5))
             .timeout(SEED_TIMEOUT)
             // A redirect would change the signed path; refuse it.
@@ -118,21 +128,22 @@ impl Seeder {
     /// Sends one request and waits for its answer.
     pub async fn send(&self, supernode: &str, req: &SeedRequest) -> Result<(), SeedError> {
         let url = format!("{}{SEED_PATH}", supernode.trim_end_matches('/'));
-        let url = Url::parse(&url).map_err(|_| SeedError::Url(url))?;
+        let url = self.auth.api_url(&url).map_err(|_| SeedError::Url(url))?;
         let body = serde_json::to_vec(req).expect("a SeedRequest serializes");
-        let mut builder = self
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let builder = self
             .http
-            .post(url.clone())
+            .post(url)
             .header(http::header::CONTENT_TYPE, "application/json");
-        if let Some(auth) = &self.auth {
-            let target = match url.query() {
-                Some(q) => format!("{}?{q}", url.path()),
-                None => url.path().to_owned(),
-            };
-            let value = auth.sign("POST", &target, &body, SystemTime::now());
-            builder = builder.header(http::header::AUTHORIZATION, value);
-        }
-        let mut resp = builder.body(body).send().await?;
+        let mut resp = self
+            .auth
+            .sign(builder, "POST", &target, &body)
+            .body(body)
+            .send()
+            .await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use shoal_proto::wire::ClusterSecret;
+
 use crate::util::{
-    Client, FakeSupernode, TrackerProcess, announce, auth, blob, metric, peer_ids, pieces,
+    Client, FakeSupernode, SECRET, TrackerProcess, announce, auth, blob, metric, peer_ids, pieces,
     secret_file, swarm_peers, wait_for, wrong_auth,
 };
 
@@ -66,7 +68,8 @@ async fn restarted_tracker_is_rebuilt_from_announces_and_expires_silent_peers() 
 async fn binary_seeds_through_the_supernode_and_counts_it() {
     let dir = tempfile::tempdir().unwrap();
     let secret = secret_file(dir.path());
-    let sn = FakeSupernode::start(auth()).await;
+    // The tracker dials the supernode's `http://` URL over TLS.
+    let sn = FakeSupernode::start_tls(auth(), &ClusterSecret::new(SECRET).unwrap()).await;
     let t = TrackerProcess::start(&[
         "--cluster-secret-file",
         secret.to_str().unwrap(),

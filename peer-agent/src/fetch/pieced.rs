@@ -1,13 +1,14 @@
 //! Downloads filled piece by piece, in any order (the swarm's path).
 //!
 //! A [`PieceTask`] owns `data-dir/tasks/<hex>/`: `data` (the blob, written
-//! with `pwrite` at each piece's offset) and `pieces` (the layout and the
-//! bitfield of pieces written, replaced atomically after every piece). The
+//! with `pwrite` at each piece's offset) and `pieces` (the layout, then one
+//! byte per piece, set in place with a one-byte `pwrite` once the piece's
+//! bytes are written; see [`TaskMeta`]). The
 //! contiguous prefix of held pieces is published as the download's
 //! `written`, so readers of the [`BlobHandle`](super::BlobHandle) stream
 //! in order as soon as the next piece is there; the whole-blob sha256 is
-//! computed over that prefix as it advances (read back from the file) and
-//! checked at the end exactly as on the sequential path, before the file
+//! computed over that prefix as it advances (from memory when the piece
+//! just written extends it, else read back from the file) and checked at the end exactly as on the sequential path, before the file
 //! is renamed into the store. A task that fails or whose agent dies stays
 //! on disk, and the next [`Fetcher::get_pieced`] of the same digest resumes
 //! it from the persisted bitfield (its pieces are re-hashed as the prefix
@@ -21,19 +22,72 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use shoal_proto::swarm::Layout;
 use shoal_proto::{Bitfield, Digest, Hasher, PieceMap};
 use tokio::sync::watch;
 
 use super::{FetchError, Fetcher, Forget, PieceProgress, State, io_err};
 
-/// What `tasks/<hex>/pieces` holds.
-#[derive(Debug, Serialize, Deserialize)]
+/// `tasks/<hex>/pieces`: [`META_MAGIC`], the blob size (u64, little
+/// endian), the piece size (u32, little endian), then one byte per piece, 1
+/// once the piece is written. Created whole when a task starts; each piece
+/// then costs a one-byte `pwrite` in place, never a new file.
 struct TaskMeta {
-    size: u64,
-    piece_size: u32,
-    have: Bitfield,
+    file: std::fs::File,
+}
+
+/// First bytes of a `pieces` file (a task file of another format is not
+/// resumed, just restarted).
+const META_MAGIC: &[u8; 16] = b"shoal-pieces-v1\n";
+/// Bytes before the per-piece flags.
+const META_HEADER: u64 = 16 + 8 + 4;
+
+impl TaskMeta {
+    fn header(layout: Layout) -> Vec<u8> {
+        let mut h = Vec::with_capacity(META_HEADER as usize);
+        h.extend_from_slice(META_MAGIC);
+        h.extend_from_slice(&layout.size.to_le_bytes());
+        h.extend_from_slice(&layout.piece_size.to_le_bytes());
+        h
+    }
+
+    /// The pieces held according to the file at `path`, if it describes a
+    /// task of `layout`.
+    fn load(path: &Path, layout: Layout) -> Option<Bitfield> {
+        let bytes = std::fs::read(path).ok()?;
+        let (head, flags) = bytes.split_at_checked(META_HEADER as usize)?;
+        if head != Self::header(layout).as_slice() || flags.len() != layout.piece_count() as usize {
+            return None;
+        }
+        let mut have = Bitfield::new(layout.piece_count());
+        for (i, flag) in flags.iter().enumerate() {
+            match flag {
+                0 => {}
+                1 => {
+                    have.set(i as u32);
+                }
+                _ => return None,
+            }
+        }
+        Some(have)
+    }
+
+    /// Writes a fresh file at `path` for `layout` with `have` marked.
+    fn create(path: &Path, layout: Layout, have: &Bitfield) -> io::Result<Self> {
+        let mut bytes = Self::header(layout);
+        bytes.extend((0..layout.piece_count()).map(|i| u8::from(have.get(i))));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(TaskMeta {
+            file: std::fs::OpenOptions::new().write(true).open(path)?,
+        })
+    }
+
+    /// Marks piece `index` as written.
+    fn mark(&self, index: u32) -> io::Result<()> {
+        self.file.write_all_at(&[1], META_HEADER + u64::from(index))
+    }
 }
 
 /// A download being filled piece by piece. Cheap to clone; given to the
@@ -57,10 +111,13 @@ struct Inner {
 struct Filling {
     layout: Layout,
     file: Arc<std::fs::File>,
+    meta: Arc<TaskMeta>,
     have: Bitfield,
     /// Pieces `0..prefix` are held and hashed into `hasher`.
     prefix: u32,
     hasher: Option<Hasher>,
+    /// Reused to read pieces back for the hash.
+    buf: Vec<u8>,
 }
 
 impl Fetcher {
@@ -138,10 +195,11 @@ impl PieceTask {
         }
         let dir = self.inner.dir.clone();
         let data = self.inner.data.clone();
-        let (file, have) = tokio::task::spawn_blocking(move || open_task(&dir, &data, layout))
-            .await
-            .map_err(|e| FetchError::Io(e.to_string()))?
-            .map_err(|e| io_err(&self.inner.dir, e))?;
+        let (file, meta, have) =
+            tokio::task::spawn_blocking(move || open_task(&dir, &data, layout))
+                .await
+                .map_err(|e| FetchError::Io(e.to_string()))?
+                .map_err(|e| io_err(&self.inner.dir, e))?;
         // Room for the pieces still missing, checked before any reader sees
         // a size; a task with nothing in it yet is not kept.
         let held: u64 = have.iter_held().map(|i| layout.piece_len(i)).sum();
@@ -158,21 +216,24 @@ impl PieceTask {
         }
         let progress = &self.inner.progress;
         *progress.layout.lock().expect("lock") = Some((layout.size, layout.piece_size));
-        *progress.tmp.lock().expect("lock") = Some(self.inner.data.clone());
         *progress.held.lock().expect("lock") = Some(have.clone());
+        let file = Arc::new(file);
+        progress.set_file(file.clone());
         let mut filling = Filling {
             layout,
-            file: Arc::new(file),
+            file,
+            meta: Arc::new(meta),
             have: have.clone(),
             prefix: 0,
             hasher: Some(Hasher::new()),
+            buf: Vec::new(),
         };
         self.inner.tx.send_replace(State::Running {
             size: layout.size,
             written: 0,
             tmp: self.inner.data.clone(),
         });
-        self.advance(&mut filling).await?;
+        self.advance(&mut filling, None).await?;
         *st = Some(filling);
         Ok(have)
     }
@@ -212,29 +273,46 @@ impl PieceTask {
             )));
         }
         let offset = u64::from(index) * u64::from(f.layout.piece_size);
-        let file = f.file.clone();
-        let mut have = f.have.clone();
-        have.set(index);
-        let meta = TaskMeta {
-            size: f.layout.size,
-            piece_size: f.layout.piece_size,
-            have: have.clone(),
+        let (file, meta) = (f.file.clone(), f.meta.clone());
+        // The piece that extends the hashed prefix is hashed from memory.
+        let hasher = if index == f.prefix {
+            f.hasher.take()
+        } else {
+            None
         };
-        let dir = self.inner.dir.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let mut at = offset;
-            for c in &chunks {
-                file.write_all_at(c, at)?;
-                at += c.len() as u64;
+        let (hasher, res) = tokio::task::spawn_blocking(move || {
+            let mut hasher = hasher;
+            let res = (|| {
+                let mut at = offset;
+                for c in &chunks {
+                    file.write_all_at(c, at)?;
+                    at += c.len() as u64;
+                }
+                meta.mark(index)
+            })();
+            if res.is_ok()
+                && let Some(h) = &mut hasher
+            {
+                for c in &chunks {
+                    h.update(c);
+                }
             }
-            save_meta(&dir, &meta)
+            (hasher.map(|h| (h, res.is_ok())), res)
         })
         .await
-        .map_err(|e| FetchError::Io(e.to_string()))?
-        .map_err(|e| io_err(&self.inner.data, e))?;
-        f.have = have.clone();
-        *self.inner.progress.held.lock().expect("lock") = Some(have);
-        self.advance(f).await?;
+        .map_err(|e| FetchError::Io(e.to_string()))?;
+        let mut hashed = false;
+        if let Some((h, ok)) = hasher {
+            f.hasher = Some(h);
+            hashed = ok;
+        }
+        res.map_err(|e| io_err(&self.inner.data, e))?;
+        f.have.set(index);
+        if hashed {
+            f.prefix += 1;
+        }
+        *self.inner.progress.held.lock().expect("lock") = Some(f.have.clone());
+        self.advance(f, hashed.then_some(index)).await?;
         Ok(true)
     }
 
@@ -249,24 +327,30 @@ impl PieceTask {
     }
 
     /// Hashes the held pieces just past the prefix into the whole-blob
-    /// hash and publishes the prefix's length as `written`.
-    async fn advance(&self, f: &mut Filling) -> Result<(), FetchError> {
-        let start = f.prefix;
+    /// hash (reading them back from the file) and publishes the prefix's
+    /// length as `written`. `hashed` is a piece the caller already hashed
+    /// into the prefix, so that the prefix is published even if nothing
+    /// more is read here.
+    async fn advance(&self, f: &mut Filling, hashed: Option<u32>) -> Result<(), FetchError> {
+        let start = hashed.unwrap_or(f.prefix);
         while f.prefix < f.layout.piece_count() && f.have.get(f.prefix) {
             let offset = u64::from(f.prefix) * u64::from(f.layout.piece_size);
             let len = f.layout.piece_len(f.prefix) as usize;
-            let (file, mut hasher) = (f.file.clone(), f.hasher.take().expect("hasher"));
-            let (hasher, res) = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; len];
+            let file = f.file.clone();
+            let mut hasher = f.hasher.take().expect("hasher");
+            let mut buf = std::mem::take(&mut f.buf);
+            let (hasher, buf, res) = tokio::task::spawn_blocking(move || {
+                buf.resize(len, 0);
                 let res = file.read_exact_at(&mut buf, offset);
                 if res.is_ok() {
                     hasher.update(&buf);
                 }
-                (hasher, res)
+                (hasher, buf, res)
             })
             .await
             .map_err(|e| FetchError::Io(e.to_string()))?;
             f.hasher = Some(hasher);
+            f.buf = buf;
             res.map_err(|e| io_err(&self.inner.data, e))?;
             f.prefix += 1;
         }
@@ -322,50 +406,26 @@ impl PieceTask {
     }
 }
 
-/// Opens the task's data file, resuming it if its persisted layout is
-/// `layout`, and returns it with the pieces held.
-fn open_task(dir: &Path, data: &Path, layout: Layout) -> io::Result<(std::fs::File, Bitfield)> {
+/// Opens the task's data file and its piece flags, resuming them if the
+/// persisted layout is `layout`, and returns them with the pieces held.
+fn open_task(
+    dir: &Path,
+    data: &Path,
+    layout: Layout,
+) -> io::Result<(std::fs::File, TaskMeta, Bitfield)> {
     std::fs::create_dir_all(dir)?;
-    let meta: Option<TaskMeta> = std::fs::read(dir.join("pieces"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let resumable = meta.filter(|m| {
-        m.size == layout.size
-            && m.piece_size == layout.piece_size
-            && m.have.len() == layout.piece_count()
-            && data.is_file()
-    });
+    let meta_path = dir.join("pieces");
+    let resumed = TaskMeta::load(&meta_path, layout).filter(|_| data.is_file());
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
-        .truncate(resumable.is_none())
+        .truncate(resumed.is_none())
         .open(data)?;
     file.set_len(layout.size)?;
-    let have = match resumable {
-        Some(m) => m.have,
-        None => {
-            let have = Bitfield::new(layout.piece_count());
-            save_meta(
-                dir,
-                &TaskMeta {
-                    size: layout.size,
-                    piece_size: layout.piece_size,
-                    have: have.clone(),
-                },
-            )?;
-            have
-        }
-    };
-    Ok((file, have))
-}
-
-/// Replaces `pieces` atomically (write a temporary file, rename).
-fn save_meta(dir: &Path, meta: &TaskMeta) -> io::Result<()> {
-    let bytes = serde_json::to_vec(meta).map_err(io::Error::other)?;
-    let tmp = dir.join("pieces.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, dir.join("pieces"))
+    let have = resumed.unwrap_or_else(|| Bitfield::new(layout.piece_count()));
+    let meta = TaskMeta::create(&meta_path, layout, &have)?;
+    Ok((file, meta, have))
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub enum BindError {
         /// The OS error.
         source: io::Error,
     },
+    /// A transport setting is out of range.
+    #[error("invalid QUIC setting: {0}")]
+    Config(String),
 }
 
 /// Why no connection to a peer could be had.
@@ -112,11 +115,32 @@ impl P2pEndpoint {
             .map_err(|e| BindError::Tls(setup_err(e)))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport);
-        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
-            BindError::Socket {
+        let socket =
+            std::net::UdpSocket::bind(config.listen).map_err(|source| BindError::Socket {
                 addr: config.listen,
                 source,
-            }
+            })?;
+        // What peers may send us; with the transport's MTU discovery
+        // bound, packets grow to what the path carries.
+        let mut ep_config = quinn::EndpointConfig::default();
+        ep_config
+            .max_udp_payload_size(config.max_udp_payload)
+            .map_err(|_| {
+                BindError::Config(
+                    super::config::check_max_udp_payload(config.max_udp_payload)
+                        .err()
+                        .unwrap_or_default(),
+                )
+            })?;
+        let endpoint = quinn::Endpoint::new(
+            ep_config,
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| BindError::Socket {
+            addr: config.listen,
+            source,
         })?;
         let permits = Arc::new(Semaphore::new(config.max_connections));
         Ok(P2pEndpoint {

@@ -24,10 +24,12 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ED25519,
 };
-use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use shoal_proto::Digest;
 use shoal_proto::wire::{ALPN, ClusterSecret};
 
@@ -132,6 +134,12 @@ impl ClusterTls {
         Digest::of(&self.ca_cert)
     }
 
+    /// The cluster CA certificate (public: every member presents a leaf
+    /// it signed; only the secret can sign one).
+    pub fn ca_certificate(&self) -> CertificateDer<'static> {
+        self.ca_cert.clone()
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsSetupError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca_cert.clone()).map_err(setup_err)?;
@@ -172,6 +180,34 @@ impl ClusterTls {
         Ok(config)
     }
 
+    /// TLS 1.3 server side of a daemon's HTTP API: like
+    /// [`server_config`](Self::server_config) (a member certificate
+    /// required from every client), with the ALPN `http/1.1`.
+    pub fn http_server_config(&self) -> Result<rustls::ServerConfig, TlsSetupError> {
+        let mut config = self.server_config()?;
+        config.alpn_protocols = vec![HTTP_ALPN.to_vec()];
+        Ok(config)
+    }
+
+    /// TLS 1.3 client side of the daemons' HTTP APIs, for a client that
+    /// dials `https://ADDR`: the server must present a certificate chaining
+    /// to the cluster CA and naming [`SERVER_NAME`], whatever host the URL
+    /// names (not the system roots); we present our leaf. ALPN `http/1.1`.
+    pub fn http_client_config(&self) -> Result<rustls::ClientConfig, TlsSetupError> {
+        let inner = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider())
+            .build()
+            .map_err(setup_err)?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(setup_err)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(MemberVerifier(inner)))
+            .with_client_auth_cert(vec![self.leaf_cert.clone()], self.key())
+            .map_err(setup_err)?;
+        config.alpn_protocols = vec![HTTP_ALPN.to_vec()];
+        Ok(config)
+    }
+
     /// A client that trusts the cluster CA but presents no certificate, as
     /// an outsider who learnt the (public) CA certificate would.
     #[cfg(test)]
@@ -183,6 +219,52 @@ impl ClusterTls {
             .with_no_client_auth();
         config.alpn_protocols = vec![ALPN.to_vec()];
         config
+    }
+}
+
+/// ALPN of the daemons' HTTP APIs over TLS.
+pub const HTTP_ALPN: &[u8] = b"http/1.1";
+
+/// Verifies a server's chain against the cluster CA for [`SERVER_NAME`],
+/// ignoring the name the client dialled (an address): members are dialled
+/// by address and all carry the same name.
+#[derive(Debug)]
+struct MemberVerifier(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for MemberVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _dialled: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let name = ServerName::try_from(SERVER_NAME).expect("SERVER_NAME is a DNS name");
+        self.0
+            .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 
@@ -212,5 +294,11 @@ mod tests {
         assert_eq!(s.alpn_protocols, vec![b"shoal/1".to_vec()]);
         assert_eq!(s.max_early_data_size, 0);
         a.client_config().unwrap();
+        let h = a.http_server_config().unwrap();
+        assert_eq!(h.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(
+            a.http_client_config().unwrap().alpn_protocols,
+            vec![b"http/1.1".to_vec()]
+        );
     }
 }

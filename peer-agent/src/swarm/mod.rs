@@ -42,8 +42,6 @@ pub const BYTES_RECEIVED: &str = "shoal_agent_bytes_received_total";
 pub const PIECES_VERIFIED: &str = "shoal_agent_pieces_verified_total";
 /// Pieces that failed verification (their senders are dropped).
 pub const PIECES_REJECTED: &str = "shoal_agent_pieces_rejected_total";
-/// Peers with an open connection.
-pub const PEERS_CONNECTED: &str = "shoal_agent_peers_connected";
 /// Peers a download dropped, labelled by `reason` (`corrupt_piece`,
 /// `unresponsive`, `protocol_violation`, `banned`, `lied_about_pieces`).
 pub const PEERS_DROPPED: &str = "shoal_agent_peers_dropped_total";
@@ -159,8 +157,8 @@ impl Swarm {
     pub async fn run_events(self: Arc<Self>, mut events: mpsc::Receiver<PeerEvent>) {
         while let Some(ev) = events.recv().await {
             tracing::trace!(?ev, "peer event");
-            metrics::gauge!(PEERS_CONNECTED).set(self.endpoint.connected_peers().len() as f64);
             match &ev {
+                // `shoal_agent_peers_connected` is kept by the transport.
                 PeerEvent::Connected { .. } => {}
                 PeerEvent::Disconnected { .. } => {
                     let senders: Vec<_> =

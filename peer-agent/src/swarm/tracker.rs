@@ -1,5 +1,6 @@
 //! The tracker's announce API, as the agent calls it (`docs/API.md`,
-//! "Tracker API"): signed JSON over HTTP with a timeout.
+//! "Tracker API"): signed JSON over HTTP with a timeout; a cluster member
+//! ([`Auth::Member`]) sends it over mutual TLS with the cluster CA.
 
 use std::time::Duration;
 
@@ -41,17 +42,16 @@ pub struct TrackerClient {
 
 impl TrackerClient {
     /// A client for the tracker at `base` (e.g. `http://tracker:65010`),
-    /// signing requests with `auth`.
+    /// signing requests with `auth`; a member dials it over TLS, as
+    /// `https://` (see [`Auth::api_url`]).
     pub fn new(base: &str, auth: Auth) -> anyhow::Result<Self> {
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            anyhow::bail!("tracker URL must be http:// or https://, got {base}");
-        }
-        let http = reqwest::Client::builder()
-            .timeout(ANNOUNCE_TIMEOUT)
-            .build()?;
+        let url = auth
+            .api_url(base)
+            .map_err(|e| anyhow::anyhow!("tracker URL: {e}"))?;
+        let http = auth.client_builder()?.timeout(ANNOUNCE_TIMEOUT).build()?;
         Ok(TrackerClient {
             http,
-            base: base.trim_end_matches('/').to_owned(),
+            base: url.as_str().trim_end_matches('/').to_owned(),
             auth,
         })
     }

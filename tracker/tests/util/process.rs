@@ -1,5 +1,6 @@
 //! The real `shoal-tracker` binary as a child process, and an HTTP client
-//! that signs its requests.
+//! that signs its requests (and, signing, speaks TLS as a member of
+//! [`SECRET`]'s cluster: a tracker with the secret serves only that).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use shoal_proto::Digest;
-use shoal_proto::wire::HttpAuth;
+use shoal_proto::wire::{ClusterSecret, HttpAuth};
+use shoal_tracker::Auth;
 
 use super::SECRET;
 
@@ -93,15 +95,22 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the tracker at `base`.
+    /// A client of the tracker at `base`; with `auth`, over TLS.
     pub fn new(base: String, auth: Option<HttpAuth>) -> Self {
         shoal_agent::daemon::install_crypto_provider();
+        let tls = match &auth {
+            Some(_) => Auth::member(&ClusterSecret::new(SECRET).unwrap()).unwrap(),
+            None => Auth::Insecure,
+        };
+        let base = tls.api_url(&base).unwrap();
         Client {
-            http: reqwest::Client::builder()
+            http: tls
+                .client_builder()
+                .unwrap()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
-            base,
+            base: base.as_str().trim_end_matches('/').to_owned(),
             auth,
         }
     }

@@ -8,8 +8,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use http::{HeaderMap, Method, StatusCode};
+use shoal_agent::daemon::{HttpLimits, ListenerTls, serve, serve_tls};
+use shoal_agent::p2p::ClusterTls;
 use shoal_proto::tracker_wire::SeedRequest;
-use shoal_proto::wire::HttpAuth;
+use shoal_proto::wire::{ClusterSecret, HttpAuth};
 use tokio_util::sync::CancellationToken;
 
 /// A request a fake supernode received.
@@ -33,8 +35,19 @@ pub struct FakeSupernode {
 }
 
 impl FakeSupernode {
-    /// Starts one that checks signatures with `verify`.
+    /// Starts one that checks signatures with `verify`, in plain HTTP.
     pub async fn start(verify: HttpAuth) -> Self {
+        Self::start_with(verify, None).await
+    }
+
+    /// Starts one that checks signatures with `verify`, over TLS as a
+    /// member of `secret`'s cluster (as a supernode with the secret does).
+    pub async fn start_tls(verify: HttpAuth, secret: &ClusterSecret) -> Self {
+        let tls = ClusterTls::new(secret).unwrap();
+        Self::start_with(verify, Some(tls)).await
+    }
+
+    async fn start_with(verify: HttpAuth, tls: Option<ClusterTls>) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
             .route("/api/v1/seed", post(record))
@@ -43,11 +56,18 @@ impl FakeSupernode {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone().cancelled_owned();
+        let limits = HttpLimits::default();
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-                .unwrap();
+            match tls {
+                None => serve(listener, app, &limits, stop).await.unwrap(),
+                Some(tls) => {
+                    let tls = ListenerTls {
+                        config: Arc::new(tls.http_server_config().unwrap()),
+                        plain: Router::new(),
+                    };
+                    serve_tls(listener, app, tls, &limits, stop).await.unwrap();
+                }
+            }
         });
         FakeSupernode {
             url: format!("http://{addr}"),

@@ -115,3 +115,63 @@ async fn wrong_blob_is_discarded() {
     assert!(fetcher.local(&map.digest).await.is_none());
     assert!(!dir.path().join("tasks").join(map.digest.hex()).exists());
 }
+
+/// A task whose `pieces` file is damaged (a flag that is neither 0 nor 1,
+/// or a file cut short) is started afresh instead of trusting it, and
+/// still completes.
+#[tokio::test]
+async fn damaged_piece_flags_restart_the_task() {
+    for damage in [Damage::BadFlag, Damage::Truncated] {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, map) = blob(3 * PIECE as usize);
+        {
+            let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
+            let (d2, m2) = (data.clone(), map.clone());
+            let handle = fetcher
+                .get_pieced(&map.digest, move |task| async move {
+                    task.start(Layout::of(&m2)).await?;
+                    task.put_piece(1, piece(&d2, &m2, 1)).await?;
+                    Err(FetchError::Io("killed".into()))
+                })
+                .await;
+            // Wait for the job's end.
+            if let Ok(h) = handle {
+                let r: Result<Vec<Bytes>, _> = h.stream(0..u64::MAX).try_collect().await;
+                assert!(r.is_err());
+            }
+        }
+        let meta = dir
+            .path()
+            .join("tasks")
+            .join(map.digest.hex())
+            .join("pieces");
+        let mut bytes = std::fs::read(&meta).unwrap();
+        assert_eq!(bytes[META_HEADER as usize + 1], 1, "piece 1 is marked");
+        match damage {
+            Damage::BadFlag => bytes[META_HEADER as usize] = 7,
+            Damage::Truncated => bytes.truncate(META_HEADER as usize + 2),
+        }
+        std::fs::write(&meta, bytes).unwrap();
+        let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
+        let (d2, m2) = (data.clone(), map.clone());
+        let handle = fetcher
+            .get_pieced(&map.digest, move |task| async move {
+                let have = task.start(Layout::of(&m2)).await?;
+                assert_eq!(have.count(), 0, "{damage:?}: a damaged file is not trusted");
+                for i in 0..m2.piece_count() {
+                    task.put_piece(i, piece(&d2, &m2, i)).await?;
+                }
+                Ok(m2)
+            })
+            .await
+            .unwrap();
+        let got: Vec<Bytes> = handle.stream(0..u64::MAX).try_collect().await.unwrap();
+        assert_eq!(got.concat(), data.to_vec());
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    BadFlag,
+    Truncated,
+}
