@@ -218,6 +218,22 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Writes every daemon's `/metrics` text next to its log in `dest`
+    /// (`<log name>.metrics`), for reading a run's counters afterwards.
+    pub async fn save_metrics(&self, client: &reqwest::Client, dest: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dest)?;
+        for d in self.daemons() {
+            let log = d.process().log_path();
+            if let Some(name) = log.file_name() {
+                let text = d.metrics(client).await?;
+                let mut file = name.to_os_string();
+                file.push(".metrics");
+                std::fs::write(dest.join(file), text)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Copies every daemon's log into `dest` (created if needed).
     pub fn save_logs(&self, dest: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dest)?;

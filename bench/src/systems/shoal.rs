@@ -36,6 +36,12 @@ pub async fn run(spec: &SystemSpec) -> Result<SystemOutcome, SystemError> {
     let client = crate::http::client(Duration::from_secs(30));
     let metrics = cluster.scrape(&client).await?;
     let cpu = cluster.cpu_time();
+    if let Err(e) = cluster.save_metrics(&client, &spec.logs_dir).await {
+        tracing::warn!(
+            "could not save daemon metrics to {}: {e}",
+            spec.logs_dir.display()
+        );
+    }
     if let Err(e) = cluster.save_logs(&spec.logs_dir) {
         tracing::warn!(
             "could not save daemon logs to {}: {e}",
