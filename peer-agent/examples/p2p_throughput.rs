@@ -145,8 +145,7 @@ fn bare_server(rt: &Runtime, payload: Bytes) -> (SocketAddr, CertificateDer<'sta
         QuicServerConfig::try_from(tls).expect("quic tls"),
     ));
     sc.transport_config(config_transport());
-    let endpoint =
-        rt.block_on(async { quinn::Endpoint::server(sc, config().listen).expect("bind") });
+    let endpoint = rt.block_on(async { bare_endpoint(Some(sc)) });
     let addr = endpoint.local_addr().expect("addr");
     rt.spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
@@ -178,7 +177,19 @@ fn config_transport() -> Arc<quinn::TransportConfig> {
         .receive_window(quinn::VarInt::from_u64(c.connection_receive_window).expect("window"))
         .send_window(c.send_window)
         .enable_segmentation_offload(true);
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(c.max_udp_payload);
+    t.mtu_discovery_config(Some(mtu));
     Arc::new(t)
+}
+
+/// A bare quinn endpoint accepting the same UDP payloads as Shoal's.
+fn bare_endpoint(server: Option<quinn::ServerConfig>) -> quinn::Endpoint {
+    let c = config();
+    let mut ep = quinn::EndpointConfig::default();
+    ep.max_udp_payload_size(c.max_udp_payload).expect("payload");
+    let socket = std::net::UdpSocket::bind(c.listen).expect("bind");
+    quinn::Endpoint::new(ep, server, socket, Arc::new(quinn::TokioRuntime)).expect("endpoint")
 }
 
 async fn bare_run(endpoint: &quinn::Endpoint, conn: &quinn::Connection, total: u64) -> f64 {
@@ -244,7 +255,7 @@ fn main() {
         let mut cc =
             quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).expect("quic tls")));
         cc.transport_config(config_transport());
-        let mut ep = quinn::Endpoint::client(config().listen).expect("bind");
+        let mut ep = bare_endpoint(None);
         ep.set_default_client_config(cc);
         let conn = ep
             .connect(bare_addr, "bare.test")
