@@ -257,9 +257,23 @@ impl Running {
                 }
             }
             if self.dl.is_complete() && self.complete_map {
+                let aborted = self.requests.len();
                 for (_, h) in self.requests.drain() {
                     h.abort();
                 }
+                let st = self.dl.stats();
+                tracing::info!(
+                    digest = %self.blob.digest,
+                    requests = st.requests,
+                    pieces = st.pieces,
+                    duplicates = st.duplicates,
+                    timeouts = st.timeouts,
+                    busy = st.busy,
+                    failed = st.failed,
+                    cancels = st.cancels,
+                    aborted_at_end = aborted,
+                    "swarm download complete"
+                );
                 return Ok((*self.map).clone());
             }
             if announce.is_none()
