@@ -56,23 +56,7 @@ async fn out_of_order_pieces_stream_in_order() {
 async fn interrupted_task_resumes_from_persisted_bitfield() {
     let dir = tempfile::tempdir().unwrap();
     let (data, map) = blob(4 * PIECE as usize);
-    {
-        let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
-        let (d2, m2) = (data.clone(), map.clone());
-        let handle = fetcher
-            .get_pieced(&map.digest, move |task| async move {
-                task.start(Layout::of(&m2)).await?;
-                task.put_piece(0, piece(&d2, &m2, 0)).await?;
-                task.put_piece(2, piece(&d2, &m2, 2)).await?;
-                Err(FetchError::Io("killed".into()))
-            })
-            .await;
-        if let Ok(h) = handle {
-            let r: Result<Vec<Bytes>, _> = h.stream(0..u64::MAX).try_collect().await;
-            assert!(r.is_err(), "a failed download must not complete a body");
-        }
-        assert!(fetcher.local(&map.digest).await.is_none());
-    }
+    interrupt_after(dir.path(), &data, &map, &[0, 2]).await;
     let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
     let (d2, m2) = (data.clone(), map.clone());
     let handle = fetcher
@@ -88,6 +72,27 @@ async fn interrupted_task_resumes_from_persisted_bitfield() {
         .unwrap();
     let got: Vec<Bytes> = handle.stream(0..u64::MAX).try_collect().await.unwrap();
     assert_eq!(got.concat(), data.to_vec());
+}
+
+/// Runs a download in `dir` that writes `pieces` and then fails (as an
+/// agent killed mid-blob), and waits for it to end.
+async fn interrupt_after(dir: &Path, data: &Bytes, map: &PieceMap, pieces: &[u32]) {
+    let fetcher = Fetcher::new(ContentStore::open(dir).unwrap(), 0);
+    let (d2, m2, p2) = (data.clone(), map.clone(), pieces.to_vec());
+    let handle = fetcher
+        .get_pieced(&map.digest, move |task| async move {
+            task.start(Layout::of(&m2)).await?;
+            for i in p2 {
+                task.put_piece(i, piece(&d2, &m2, i)).await?;
+            }
+            Err(FetchError::Io("killed".into()))
+        })
+        .await;
+    if let Ok(h) = handle {
+        let r: Result<Vec<Bytes>, _> = h.stream(0..u64::MAX).try_collect().await;
+        assert!(r.is_err(), "a failed download must not complete a body");
+    }
+    assert!(fetcher.local(&map.digest).await.is_none());
 }
 
 /// Pieces that do not make up the digest are discarded with their task.
@@ -124,22 +129,7 @@ async fn damaged_piece_flags_restart_the_task() {
     for damage in [Damage::BadFlag, Damage::Truncated] {
         let dir = tempfile::tempdir().unwrap();
         let (data, map) = blob(3 * PIECE as usize);
-        {
-            let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
-            let (d2, m2) = (data.clone(), map.clone());
-            let handle = fetcher
-                .get_pieced(&map.digest, move |task| async move {
-                    task.start(Layout::of(&m2)).await?;
-                    task.put_piece(1, piece(&d2, &m2, 1)).await?;
-                    Err(FetchError::Io("killed".into()))
-                })
-                .await;
-            // Wait for the job's end.
-            if let Ok(h) = handle {
-                let r: Result<Vec<Bytes>, _> = h.stream(0..u64::MAX).try_collect().await;
-                assert!(r.is_err());
-            }
-        }
+        interrupt_after(dir.path(), &data, &map, &[1]).await;
         let meta = dir
             .path()
             .join("tasks")
