@@ -9,14 +9,21 @@
 //! - `max_disk_evicts_the_least_recently_used_image`: agent and supernode
 //!   with a quota smaller than two images; pulling image B evicts image A's
 //!   blobs, and pulling A again works (and evicts B's).
+//! - `max_disk_evicts_with_swarming_agents`: the same with a tracker, the
+//!   supernode and 3 swarming agents, each with the quota: in each round
+//!   one agent pulls, then the other two at once (from it, each other and
+//!   the supernode); every store ends up holding just the image pulled
+//!   last, every daemon evicted at least twice, and agents sent each other
+//!   pieces.
 
 use reqwest::StatusCode;
 use shoal_tests::cluster::{REPO, UPSTREAM_NAME, upstreams};
 use shoal_tests::image::{Blob, LayerSpec, PlatformSpec, TestImage, sha256_digest};
+use shoal_tests::lock;
 use shoal_tests::oci_pull::{PullRequest, pull};
 use shoal_tests::procs::{Daemon, SupernodeOptions};
 use shoal_tests::registry::Registry;
-use shoal_tests::swarm::{SECRET, args, write_secret};
+use shoal_tests::swarm::{SECRET, args, received_from, write_secret};
 use shoal_tests::tmpfs::Tmpfs;
 
 const MIB: usize = 1024 * 1024;
@@ -154,8 +161,68 @@ async fn full_disk_pieced_downloads_get_a_clear_error_and_recover() {
     full_disk(true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_disk_evicts_the_least_recently_used_image() {
+/// The single layer of `img` (the quota tests' images have one).
+fn layer(img: &TestImage) -> String {
+    img.platform("amd64").layers[0].digest.clone()
+}
+
+/// Panics unless each of `daemons` stores `present`'s layer and not
+/// `gone`'s.
+fn expect_holds(what: &str, daemons: &[&Daemon], present: &TestImage, gone: &TestImage) {
+    for daemon in daemons {
+        let dir = daemon.data_dir();
+        assert!(
+            stored(&dir, &layer(present)).is_file(),
+            "{what}: {} lacks the image just pulled",
+            dir.display()
+        );
+        assert!(
+            !stored(&dir, &layer(gone)).exists(),
+            "{what}: {} kept the other image beyond its quota",
+            dir.display()
+        );
+    }
+}
+
+/// Panics unless `daemon` evicted at least twice and its store is within
+/// `quota` bytes (and not empty).
+async fn expect_quota_kept(daemon: &Daemon, quota: usize) {
+    let evictions = daemon.metric_sum("shoal_store_evictions_total").await;
+    assert!(
+        evictions.unwrap_or(0.0) >= 2.0,
+        "evictions: {evictions:?}\n{}",
+        daemon.log_tail()
+    );
+    let bytes = daemon.metric_sum("shoal_store_bytes").await.unwrap_or(0.0);
+    assert!(
+        bytes > 0.0 && bytes <= quota as f64,
+        "shoal_store_bytes {bytes}\n{}",
+        daemon.log_tail()
+    );
+}
+
+/// Pulls `REPO:tag` through each of `agents` at once; panics (with the
+/// agent's log) unless every pull verified and yielded `img`'s manifest.
+async fn pull_through(agents: &[&Daemon], tag: &str, img: &TestImage) {
+    let client = shoal_tests::http::client();
+    let requests: Vec<PullRequest> = agents
+        .iter()
+        .map(|a| PullRequest::new(&a.http_url(), REPO, tag).with_ns(UPSTREAM_NAME))
+        .collect();
+    let results = futures_util::future::join_all(requests.iter().map(|r| pull(&client, r))).await;
+    for (agent, result) in agents.iter().zip(results) {
+        let pulled =
+            result.unwrap_or_else(|e| panic!("pull {tag}: {e}\nlog:\n{}", agent.log_tail()));
+        assert_eq!(
+            pulled.manifest_digest,
+            img.platform("amd64").manifest.digest,
+            "pull {tag}"
+        );
+    }
+}
+
+/// Two 4 MiB single-layer images pushed as `REPO:a` and `REPO:b`.
+async fn two_images() -> (Registry, TestImage, TestImage) {
     let a = image(0xaaaa, &[(51, 4 * MIB)]);
     let b = image(0xbbbb, &[(52, 4 * MIB)]);
     let registry = Registry::start().await;
@@ -163,61 +230,112 @@ async fn max_disk_evicts_the_least_recently_used_image() {
         img.push(&registry.client(), &registry.url(), REPO, tag)
             .await;
     }
-    // Room for one image, not two.
-    let quota = args(&[("--max-disk", "6MiB".into())]);
+    (registry, a, b)
+}
+
+/// `--max-disk`: room for one of [`two_images`], not both.
+const QUOTA: usize = 6 * MIB;
+
+/// `--max-disk` [`QUOTA`].
+fn quota_args() -> Vec<String> {
+    args(&[("--max-disk", "6MiB".into())])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_disk_evicts_the_least_recently_used_image() {
+    let (registry, a, b) = two_images().await;
     let supernode = Daemon::supernode_with(
         &SupernodeOptions {
             upstreams: upstreams(&registry),
             upstream_cas: Vec::new(),
         },
-        &quota,
+        &quota_args(),
     )
     .await;
-    let agent = Daemon::agent_with(&supernode, &upstreams(&registry), &quota).await;
-    let client = shoal_tests::http::client();
-    let pull_tag =
-        |tag: &str| PullRequest::new(&agent.http_url(), REPO, tag).with_ns(UPSTREAM_NAME);
-    let layer = |img: &TestImage| img.platform("amd64").layers[0].digest.clone();
-    let check = |what: &str, present: &TestImage, gone: &TestImage| {
-        for daemon in [&agent, &supernode] {
-            let dir = daemon.data_dir();
-            assert!(
-                stored(&dir, &layer(present)).is_file(),
-                "{what}: {} lacks the image just pulled",
-                dir.display()
-            );
-            assert!(
-                !stored(&dir, &layer(gone)).exists(),
-                "{what}: {} kept the other image beyond its quota",
-                dir.display()
-            );
-        }
-    };
-
+    let agent = Daemon::agent_with(&supernode, &upstreams(&registry), &quota_args()).await;
+    let both = [&agent, &supernode];
     for (img, other, tag) in [(&a, &b, "a"), (&b, &a, "b"), (&a, &b, "a")] {
-        let pulled = pull(&client, &pull_tag(tag))
-            .await
-            .unwrap_or_else(|e| panic!("pull {tag}: {e}\n{}", agent.log_tail()));
-        assert_eq!(
-            pulled.manifest_digest,
-            img.platform("amd64").manifest.digest
-        );
+        pull_through(&[&agent], tag, img).await;
         if tag == "b" {
-            check("after pulling B", img, other);
+            expect_holds("after pulling B", &both, img, other);
         }
     }
-    check("after pulling A again", &a, &b);
-    for daemon in [&agent, &supernode] {
-        let evictions = daemon.metric_sum("shoal_store_evictions_total").await;
-        assert!(
-            evictions.unwrap_or(0.0) >= 2.0,
-            "evictions: {evictions:?}\n{}",
-            daemon.log_tail()
+    expect_holds("after pulling A again", &both, &a, &b);
+    for daemon in both {
+        expect_quota_kept(daemon, QUOTA).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_disk_evicts_with_swarming_agents() {
+    let _heavy = lock::heavy().await;
+    let (registry, a, b) = two_images().await;
+    let tmp = shoal_tests::tmp::dir("disk-swarm-");
+    let secret = write_secret(tmp.path(), SECRET);
+    let secret_arg = args(&[("--cluster-secret-file", secret.display().to_string())]);
+    let supernode = Daemon::supernode_with(
+        &SupernodeOptions {
+            upstreams: upstreams(&registry),
+            upstream_cas: Vec::new(),
+        },
+        &[secret_arg.clone(), quota_args()].concat(),
+    )
+    .await;
+    let tracker = Daemon::tracker_with(
+        &secret,
+        &args(&[
+            ("--supernode", supernode.http_url()),
+            ("--announce-interval", "1".into()),
+        ]),
+    )
+    .await;
+    let agent_args = [
+        secret_arg,
+        quota_args(),
+        args(&[("--tracker", tracker.http_url())]),
+    ]
+    .concat();
+    let ups = upstreams(&registry);
+    let agents = futures_util::future::join_all(
+        (0..3).map(|_| Daemon::agent_with(&supernode, &ups, &agent_args)),
+    )
+    .await;
+    let all: Vec<&Daemon> = agents.iter().chain([&supernode]).collect();
+
+    let peer_bytes = || async {
+        let mut total = 0.0;
+        for agent in &agents {
+            total += received_from(&agent.metrics().await, "peer");
+        }
+        total
+    };
+    let mut before = 0.0;
+    for (img, other, tag, what) in [
+        (&a, &b, "a", "after pulling A"),
+        (&b, &a, "b", "after pulling B"),
+        (&a, &b, "a", "after pulling A again"),
+    ] {
+        // One agent first, then two at once: these find a complete peer
+        // through the tracker, besides the supernode and each other.
+        pull_through(&[&agents[0]], tag, img).await;
+        pull_through(&[&agents[1], &agents[2]], tag, img).await;
+        expect_holds(what, &all, img, other);
+        let now = peer_bytes().await;
+        eprintln!(
+            "disk swarm: {what}: {:.1} MiB from peers so far",
+            now / MIB as f64
         );
-        let bytes = daemon.metric_sum("shoal_store_bytes").await.unwrap_or(0.0);
+        // Also after an eviction: a blob fetched again is announced
+        // afresh (a restated bitfield), so peers find it.
         assert!(
-            bytes > 0.0 && bytes <= (6 * MIB) as f64,
-            "shoal_store_bytes {bytes}"
+            now - before >= MIB as f64,
+            "{what}: the later agents received {} bytes from their peers\n{}",
+            now - before,
+            agents[1].log_tail()
         );
+        before = now;
+    }
+    for daemon in all {
+        expect_quota_kept(daemon, QUOTA).await;
     }
 }

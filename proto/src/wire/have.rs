@@ -22,7 +22,9 @@ use crate::piece::MAX_PIECES;
 /// One update on the `have` stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HaveMessage {
-    /// Every piece the sender holds of `digest`; the first message for it.
+    /// Every piece the sender holds of `digest`: the first message for
+    /// it, or a restatement that replaces what was said before (a blob
+    /// evicted and fetched again is announced afresh).
     Bitfield {
         /// Digest of the blob.
         digest: Digest,
@@ -66,9 +68,6 @@ pub enum HaveError {
     /// A `Have` or `Forget` for a blob with no bitfield sent before.
     #[error("update for {0} before its bitfield")]
     NoBitfield(Digest),
-    /// A second bitfield for a blob without a `Forget` in between.
-    #[error("second bitfield for {0}")]
-    DuplicateBitfield(Digest),
     /// A `Have` index outside the blob's bitfield.
     #[error("piece {index} of {digest} is outside its {len} pieces")]
     IndexOutOfRange {
@@ -112,10 +111,7 @@ impl HaveSequence {
     pub fn check(&mut self, msg: &HaveMessage) -> Result<(), HaveError> {
         match msg {
             HaveMessage::Bitfield { digest, bits } => {
-                if self.lens.contains_key(digest) {
-                    return Err(HaveError::DuplicateBitfield(*digest));
-                }
-                if self.lens.len() >= self.max_blobs {
+                if !self.lens.contains_key(digest) && self.lens.len() >= self.max_blobs {
                     return Err(HaveError::TooManyBlobs(self.max_blobs));
                 }
                 self.lens.insert(*digest, bits.len());
