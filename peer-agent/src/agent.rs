@@ -230,12 +230,11 @@ impl AgentArgs {
                 upload_rate: rate(self.upload_rate, &file.upload_rate, "upload_rate")?,
                 download_rate: rate(self.download_rate, &file.download_rate, "download_rate")?,
                 max_uploads: self.max_uploads.or(file.max_uploads).unwrap_or(16).max(1),
-                max_udp_payload: crate::p2p::config::check_max_udp_payload(
-                    self.p2p_max_udp_payload
-                        .or(file.p2p_max_udp_payload)
-                        .unwrap_or(crate::p2p::config::DEFAULT_MAX_UDP_PAYLOAD),
+                max_udp_payload: crate::p2p::config::max_udp_payload(
+                    self.p2p_max_udp_payload,
+                    file.p2p_max_udp_payload,
                 )
-                .map_err(|e| anyhow::anyhow!("p2p_max_udp_payload: {e}"))?,
+                .map_err(anyhow::Error::msg)?,
             }),
             None => None,
         };

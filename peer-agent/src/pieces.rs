@@ -145,16 +145,39 @@ impl PieceProvider for FetcherPieces {
 }
 
 /// Piece buffers that go back to the pool when the last [`Bytes`] view of
-/// them is dropped, up to [`POOL_BYTES`].
-#[derive(Default)]
+/// them is dropped, up to `max_bytes` of capacity held.
 struct BufferPool {
-    free: Mutex<Vec<Vec<u8>>>,
+    free: Mutex<Free>,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct Free {
+    bufs: Vec<Vec<u8>>,
+    /// Capacity of `bufs`, summed.
+    bytes: usize,
+}
+
+impl Default for BufferPool {
+    fn default() -> Self {
+        BufferPool {
+            free: Mutex::default(),
+            max_bytes: POOL_BYTES,
+        }
+    }
 }
 
 impl BufferPool {
     /// A buffer of `len` bytes (contents unspecified: the caller fills it).
     fn take(&self, len: usize) -> Vec<u8> {
-        let reused = self.free.lock().expect("lock").pop();
+        let reused = {
+            let mut free = self.free.lock().expect("lock");
+            let buf = free.bufs.pop();
+            if let Some(b) = &buf {
+                free.bytes -= b.capacity();
+            }
+            buf
+        };
         let mut buf = reused.unwrap_or_default();
         buf.resize(len, 0);
         buf
@@ -162,9 +185,9 @@ impl BufferPool {
 
     fn give(&self, buf: Vec<u8>) {
         let mut free = self.free.lock().expect("lock");
-        let held: usize = free.iter().map(Vec::capacity).sum();
-        if held + buf.capacity() <= POOL_BYTES {
-            free.push(buf);
+        if free.bytes + buf.capacity() <= self.max_bytes {
+            free.bytes += buf.capacity();
+            free.bufs.push(buf);
         }
     }
 }
@@ -237,4 +260,35 @@ pub fn bind_p2p_with_events(
         events,
     )
     .with_context(|| format!("cannot listen for peers on {}", opts.listen))
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    /// A buffer comes back when its last view is dropped and is lent
+    /// again (same allocation), and the pool keeps no more than its cap.
+    #[test]
+    fn buffers_return_when_the_last_view_drops_up_to_the_cap() {
+        let pool = Arc::new(BufferPool {
+            free: Mutex::default(),
+            max_bytes: 1024,
+        });
+        let buf = pool.take(1000);
+        let ptr = buf.as_ptr();
+        let bytes = Bytes::from_owner(Pooled {
+            buf,
+            pool: pool.clone(),
+        });
+        let view = bytes.slice(10..20);
+        drop(bytes);
+        assert_eq!(pool.free.lock().unwrap().bufs.len(), 0, "a view is alive");
+        drop(view);
+        assert_eq!(pool.free.lock().unwrap().bytes, 1000);
+        let again = pool.take(800);
+        assert_eq!((again.as_ptr(), again.len()), (ptr, 800));
+        // Over the cap: dropped, not kept.
+        pool.give(vec![0; 2000]);
+        assert_eq!(pool.free.lock().unwrap().bytes, 0);
+    }
 }

@@ -10,7 +10,7 @@ use shoal_agent::config::{
     NamedUpstream, UpstreamEntry, load_file, max_disk, merge_upstreams, parse_name_value,
 };
 use shoal_agent::daemon::{HttpArgs, HttpFile, HttpLimits, LogFormat};
-use shoal_agent::p2p::config::{DEFAULT_MAX_UDP_PAYLOAD, check_max_udp_payload};
+use shoal_agent::p2p::config::max_udp_payload;
 use shoal_agent::p2p::load_cluster_secret;
 use shoal_agent::pieces::P2pOptions;
 use shoal_proto::units::{ByteSize, Rate};
@@ -194,12 +194,11 @@ impl SupernodeArgs {
                 secret: load_cluster_secret(&path)?,
                 max_uploads: self.max_uploads.or(file.max_uploads).unwrap_or(64).max(1),
                 upload_rate: upload_rate.map(Rate::bytes_per_sec),
-                max_udp_payload: check_max_udp_payload(
-                    self.p2p_max_udp_payload
-                        .or(file.p2p_max_udp_payload)
-                        .unwrap_or(DEFAULT_MAX_UDP_PAYLOAD),
+                max_udp_payload: max_udp_payload(
+                    self.p2p_max_udp_payload,
+                    file.p2p_max_udp_payload,
                 )
-                .map_err(|e| anyhow::anyhow!("p2p_max_udp_payload: {e}"))?,
+                .map_err(anyhow::Error::msg)?,
             }),
             None => None,
         };

@@ -49,13 +49,16 @@ pub const MIN_UDP_PAYLOAD: u16 = 1200;
 /// Largest UDP payload over IPv4.
 pub const MAX_UDP_PAYLOAD: u16 = 65527;
 
-/// Checks a configured `max_udp_payload`.
-pub fn check_max_udp_payload(bytes: u16) -> Result<u16, String> {
+/// The `max_udp_payload` a daemon runs with: its flag, else its config
+/// file's `p2p_max_udp_payload`, else [`DEFAULT_MAX_UDP_PAYLOAD`]; refused
+/// outside what QUIC and UDP allow.
+pub fn max_udp_payload(flag: Option<u16>, file: Option<u16>) -> Result<u16, String> {
+    let bytes = flag.or(file).unwrap_or(DEFAULT_MAX_UDP_PAYLOAD);
     if (MIN_UDP_PAYLOAD..=MAX_UDP_PAYLOAD).contains(&bytes) {
         Ok(bytes)
     } else {
         Err(format!(
-            "max UDP payload {bytes} is outside {MIN_UDP_PAYLOAD}..={MAX_UDP_PAYLOAD} bytes"
+            "p2p_max_udp_payload {bytes} is outside {MIN_UDP_PAYLOAD}..={MAX_UDP_PAYLOAD} bytes"
         ))
     }
 }
@@ -118,9 +121,12 @@ mod tests {
         assert!(c.send_window >= 4 * u64::from(c.stream_receive_window));
         assert_eq!(c.max_streams_per_connection, 64);
         assert!(c.keep_alive < c.idle_timeout);
-        assert_eq!(check_max_udp_payload(c.max_udp_payload), Ok(8952));
-        assert!(check_max_udp_payload(1199).is_err());
-        assert!(check_max_udp_payload(65528).is_err());
+        assert_eq!(c.max_udp_payload, 8952);
+        assert_eq!(max_udp_payload(None, None), Ok(8952));
+        assert_eq!(max_udp_payload(Some(1452), Some(9000)), Ok(1452));
+        assert_eq!(max_udp_payload(None, Some(9000)), Ok(9000));
+        assert!(max_udp_payload(Some(1199), None).is_err());
+        assert!(max_udp_payload(None, Some(65528)).is_err());
         c.transport();
     }
 }

@@ -125,12 +125,8 @@ impl P2pEndpoint {
         let mut ep_config = quinn::EndpointConfig::default();
         ep_config
             .max_udp_payload_size(config.max_udp_payload)
-            .map_err(|_| {
-                BindError::Config(
-                    super::config::check_max_udp_payload(config.max_udp_payload)
-                        .err()
-                        .unwrap_or_default(),
-                )
+            .map_err(|e| {
+                BindError::Config(format!("max UDP payload {}: {e}", config.max_udp_payload))
             })?;
         let endpoint = quinn::Endpoint::new(
             ep_config,

@@ -57,21 +57,7 @@ async fn interrupted_task_resumes_from_persisted_bitfield() {
     let dir = tempfile::tempdir().unwrap();
     let (data, map) = blob(4 * PIECE as usize);
     interrupt_after(dir.path(), &data, &map, &[0, 2]).await;
-    let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
-    let (d2, m2) = (data.clone(), map.clone());
-    let handle = fetcher
-        .get_pieced(&map.digest, move |task| async move {
-            let have = task.start(Layout::of(&m2)).await?;
-            assert_eq!(have.iter_held().collect::<Vec<_>>(), vec![0, 2]);
-            for i in have.iter_missing().collect::<Vec<_>>() {
-                task.put_piece(i, piece(&d2, &m2, i)).await?;
-            }
-            Ok(m2)
-        })
-        .await
-        .unwrap();
-    let got: Vec<Bytes> = handle.stream(0..u64::MAX).try_collect().await.unwrap();
-    assert_eq!(got.concat(), data.to_vec());
+    assert_eq!(resume(dir.path(), &data, &map).await, vec![0, 2]);
 }
 
 /// Runs a download in `dir` that writes `pieces` and then fails (as an
@@ -93,6 +79,29 @@ async fn interrupt_after(dir: &Path, data: &Bytes, map: &PieceMap, pieces: &[u32
         assert!(r.is_err(), "a failed download must not complete a body");
     }
     assert!(fetcher.local(&map.digest).await.is_none());
+}
+
+/// Restarts the download in `dir` (as a restarted agent), puts the pieces
+/// it does not hold, checks the blob streams whole, and returns the pieces
+/// it held at the start.
+async fn resume(dir: &Path, data: &Bytes, map: &PieceMap) -> Vec<u32> {
+    let fetcher = Fetcher::new(ContentStore::open(dir).unwrap(), 0);
+    let (d2, m2) = (data.clone(), map.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = fetcher
+        .get_pieced(&map.digest, move |task| async move {
+            let have = task.start(Layout::of(&m2)).await?;
+            let _ = tx.send(have.iter_held().collect::<Vec<_>>());
+            for i in have.iter_missing().collect::<Vec<_>>() {
+                task.put_piece(i, piece(&d2, &m2, i)).await?;
+            }
+            Ok(m2)
+        })
+        .await
+        .unwrap();
+    let got: Vec<Bytes> = handle.stream(0..u64::MAX).try_collect().await.unwrap();
+    assert_eq!(got.concat(), data.to_vec());
+    rx.await.unwrap()
 }
 
 /// Pieces that do not make up the digest are discarded with their task.
@@ -142,21 +151,8 @@ async fn damaged_piece_flags_restart_the_task() {
             Damage::Truncated => bytes.truncate(META_HEADER as usize + 2),
         }
         std::fs::write(&meta, bytes).unwrap();
-        let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
-        let (d2, m2) = (data.clone(), map.clone());
-        let handle = fetcher
-            .get_pieced(&map.digest, move |task| async move {
-                let have = task.start(Layout::of(&m2)).await?;
-                assert_eq!(have.count(), 0, "{damage:?}: a damaged file is not trusted");
-                for i in 0..m2.piece_count() {
-                    task.put_piece(i, piece(&d2, &m2, i)).await?;
-                }
-                Ok(m2)
-            })
-            .await
-            .unwrap();
-        let got: Vec<Bytes> = handle.stream(0..u64::MAX).try_collect().await.unwrap();
-        assert_eq!(got.concat(), data.to_vec());
+        let held = resume(dir.path(), &data, &map).await;
+        assert!(held.is_empty(), "{damage:?}: a damaged file is not trusted");
     }
 }
 
