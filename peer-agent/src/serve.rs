@@ -269,20 +269,9 @@ async fn serve_with(
                     match tls {
                         None => connection(stream, &builder, app, stop).await,
                         Some((acceptor, plain)) => {
-                            let first = tokio::time::timeout(header_timeout, first_byte(&stream));
-                            match first.await {
-                                Ok(Some(TLS_HANDSHAKE_RECORD)) => {
-                                    let accept = acceptor.accept(stream);
-                                    match tokio::time::timeout(header_timeout, accept).await {
-                                        Ok(Ok(tls)) => connection(tls, &builder, app, stop).await,
-                                        Ok(Err(e)) => handshake_failed(&e.to_string()),
-                                        Err(_) => handshake_failed("timed out"),
-                                    }
-                                }
-                                Ok(Some(_)) => connection(stream, &builder, plain, stop).await,
-                                // Closed, or silent for the whole header timeout.
-                                Ok(None) | Err(_) => {}
-                            }
+                            let routers = (app, plain);
+                            tls_or_plain(stream, &builder, &acceptor, routers, header_timeout, stop)
+                                .await
                         }
                     }
                     metrics::gauge!(CONNECTIONS_OPEN).decrement(1.0);
@@ -317,6 +306,31 @@ async fn accept_error(e: io::Error) {
     }
     tracing::warn!("accepting an HTTP connection failed: {e}");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Serves `api` over TLS to a connection that opens with a handshake
+/// (which must finish within `timeout`), `plain` to one that speaks plain
+/// HTTP, and nothing to one that stays silent for `timeout`.
+async fn tls_or_plain(
+    stream: TcpStream,
+    builder: &http1::Builder,
+    acceptor: &TlsAcceptor,
+    (api, plain): (Router, Router),
+    timeout: Duration,
+    stop: watch::Receiver<()>,
+) {
+    match tokio::time::timeout(timeout, first_byte(&stream)).await {
+        Ok(Some(TLS_HANDSHAKE_RECORD)) => {
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => connection(tls, builder, api, stop).await,
+                Ok(Err(e)) => handshake_failed(&e.to_string()),
+                Err(_) => handshake_failed("timed out"),
+            }
+        }
+        Ok(Some(_)) => connection(stream, builder, plain, stop).await,
+        // Closed, or silent for the whole timeout.
+        Ok(None) | Err(_) => {}
+    }
 }
 
 /// The first byte the client sent, left unread; `None` if it closed first.
