@@ -17,7 +17,7 @@ use crate::fetch::Fetcher;
 use crate::http_auth::Auth;
 use crate::mirror::{self, Mirror};
 use crate::p2p::load_cluster_secret;
-use crate::pieces::{FetcherPieces, P2pOptions, bind_p2p_with_events};
+use crate::pieces::{FetcherPieces, P2pOptions, bind_p2p};
 use crate::store::ContentStore;
 use crate::supernode_client::SupernodeClient;
 use crate::swarm::{Swarm, SwarmOptions, TrackerClient};
@@ -352,7 +352,7 @@ fn start_swarm(
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let provider = Arc::new(FetcherPieces::new(fetcher.clone()));
-    let endpoint = bind_p2p_with_events(&opts, provider, Some(tx))?;
+    let endpoint = bind_p2p(&opts, provider, Some(tx), None)?;
     let addr = endpoint.local_addr()?;
     let tracker = match &cfg.tracker {
         Some(url) => Some(TrackerClient::new(url, auth.clone())?),

@@ -226,21 +226,16 @@ pub struct P2pOptions {
     pub max_udp_payload: u16,
 }
 
-/// Binds the QUIC endpoint that serves `provider`'s pieces to members of
-/// the cluster (and fetches pieces from them).
+/// Binds the QUIC endpoint serving `provider`'s pieces, with the upload
+/// rate and slot limits of `opts`; `events`, if given, receives the peers'
+/// `have` updates and connection events (what an agent's swarm and a
+/// seeding policy need); `gate`, if given, decides which held pieces each
+/// peer may have (the supernode's seeding policy).
 pub fn bind_p2p(
     opts: &P2pOptions,
     provider: Arc<dyn PieceProvider>,
-) -> anyhow::Result<crate::p2p::endpoint::P2pEndpoint> {
-    bind_p2p_with_events(opts, provider, None)
-}
-
-/// [`bind_p2p`], delivering the peers' `have` updates and connection
-/// events to `events` (what an agent's swarm needs).
-pub fn bind_p2p_with_events(
-    opts: &P2pOptions,
-    provider: Arc<dyn PieceProvider>,
     events: Option<tokio::sync::mpsc::Sender<crate::p2p::PeerEvent>>,
+    gate: Option<Arc<dyn crate::p2p::ServeGate>>,
 ) -> anyhow::Result<crate::p2p::endpoint::P2pEndpoint> {
     use anyhow::Context;
     let tls = crate::p2p::tls::ClusterTls::new(&opts.secret).context("setting up cluster TLS")?;
@@ -249,6 +244,9 @@ pub fn bind_p2p_with_events(
         // A burst of a quarter second keeps the cap smooth at piece scale.
         let burst = (rate / 4).max(64 * 1024);
         server = server.with_rate_limit(Arc::new(crate::p2p::limit::RateLimiter::new(rate, burst)));
+    }
+    if let Some(gate) = gate {
+        server = server.with_gate(gate);
     }
     crate::p2p::endpoint::P2pEndpoint::bind(
         crate::p2p::P2pConfig {

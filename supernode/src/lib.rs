@@ -20,6 +20,7 @@ pub mod access;
 pub mod api;
 pub mod config;
 pub mod manifests;
+pub mod seed_gate;
 pub mod seeding;
 pub mod source;
 
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SupernodeConfig;
 use crate::manifests::ManifestCache;
+use crate::seed_gate::SeedGate;
 
 /// The supernode's shared state.
 pub struct Supernode {
@@ -94,7 +96,15 @@ pub async fn run(cfg: SupernodeConfig, shutdown: CancellationToken) -> anyhow::R
     let p2p = match &cfg.p2p {
         Some(opts) => {
             let provider = Arc::new(FetcherPieces::new(state.fetcher.clone()));
-            let endpoint = bind_p2p(opts, provider)?;
+            let gate = Arc::new(SeedGate::default());
+            let (events, mut rx) = tokio::sync::mpsc::channel(1024);
+            let fed = gate.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    fed.event(&ev);
+                }
+            });
+            let endpoint = bind_p2p(opts, provider, Some(events), Some(gate))?;
             let addr = endpoint.local_addr()?;
             let _ = state.p2p_addr.set(addr);
             let stop = shutdown.clone();

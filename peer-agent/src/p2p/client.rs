@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use shoal_proto::wire::{ErrorCode, PieceRequest, PieceResponse};
+use shoal_proto::wire::{ErrorCode, MAX_HINT, PieceRequest, PieceResponse};
 use shoal_proto::{Digest, Hasher, PieceError, PieceMap, encode_frame};
 
 use super::endpoint::ConnectError;
@@ -66,6 +66,15 @@ pub enum FetchError {
         /// The peer.
         peer: SocketAddr,
     },
+    /// A seed asked us to take other pieces first (its seeding policy).
+    #[error("peer {peer} redirected the request to pieces {hint:?}")]
+    Redirect {
+        /// The peer.
+        peer: SocketAddr,
+        /// Pieces it would serve instead, best first, at most
+        /// [`MAX_HINT`].
+        hint: Vec<u32>,
+    },
     /// The peer refused the request with an error code.
     #[error("peer {peer} refused the request: {code:?}")]
     Refused {
@@ -103,6 +112,7 @@ impl FetchError {
             | FetchError::Timeout { peer }
             | FetchError::NotHave { peer }
             | FetchError::Busy { peer }
+            | FetchError::Redirect { peer, .. }
             | FetchError::Refused { peer, .. }
             | FetchError::Protocol { peer, .. }
             | FetchError::BadPiece { peer, .. } => Some(*peer),
@@ -230,6 +240,10 @@ pub(crate) async fn request_piece(
         PieceResponse::NotHave => return Err(FetchError::NotHave { peer }),
         PieceResponse::Busy => return Err(FetchError::Busy { peer }),
         PieceResponse::Error(code) => return Err(FetchError::Refused { peer, code }),
+        PieceResponse::Redirect { mut hint } => {
+            hint.truncate(MAX_HINT);
+            return Err(FetchError::Redirect { peer, hint });
+        }
     };
     if len != expected {
         let _ = recv.stop(PROTOCOL_ERROR);

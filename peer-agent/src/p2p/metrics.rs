@@ -6,7 +6,8 @@ pub const BYTES_SENT: &str = "shoal_agent_bytes_sent_total";
 /// Gauge: peer connections open now, incoming and outgoing.
 pub const PEERS_CONNECTED: &str = "shoal_agent_peers_connected";
 /// Counter: piece requests from peers answered without the piece, by
-/// `reason`: `busy` (at the upload cap), `not_have`, `no_such_piece` (an
+/// `reason`: `busy` (at the upload cap), `not_have`, `redirect` (a seed
+/// sent the requester to less distributed pieces), `no_such_piece` (an
 /// index past the blob's last piece), `internal` (the piece could not be
 /// read), `bad_request` (a garbage or truncated request: its stream is
 /// reset) or `timeout` (the request never arrived whole).

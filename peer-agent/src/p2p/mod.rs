@@ -59,7 +59,7 @@ pub use connection::PeerConnection;
 pub use endpoint::{BindError, ConnectError, P2pEndpoint};
 pub use have::{HaveSendError, PeerEvent};
 pub use limit::RateLimiter;
-pub use server::{PieceProvider, PieceServer};
+pub use server::{PieceProvider, PieceServer, ServeGate};
 use shoal_proto::wire::{ClusterSecret, SecretError};
 pub use tls::{ClusterTls, TlsSetupError};
 

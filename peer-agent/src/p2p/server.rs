@@ -5,7 +5,9 @@
 //! [`PieceProvider`], answer with a [`PieceResponse`] header and, for `Ok`,
 //! the raw piece bytes, paced by the optional [`RateLimiter`]. A bad
 //! header resets that stream only. Past the cap on concurrent uploads the
-//! answer is `Busy`, without reading the piece.
+//! answer is `Busy`, without reading the piece. A [`ServeGate`] (the
+//! supernode's seeding policy) may refuse a held piece with `Redirect` or
+//! `Busy`; every request it admits is reported back to it when it ends.
 
 use std::io;
 use std::net::SocketAddr;
@@ -38,9 +40,40 @@ pub trait PieceProvider: Send + Sync + 'static {
     fn read_piece(&self, digest: &Digest, index: u32) -> BoxFuture<'_, io::Result<Bytes>>;
 }
 
+/// Which held pieces a peer may have now: the part of serving that
+/// differs between an ordinary agent (no gate: every held piece, to
+/// anyone) and a seed (the supernode's seeding policy).
+pub trait ServeGate: Send + Sync + 'static {
+    /// Whether `peer` may have piece `index` of the blob of `map` (whose
+    /// hashes are those of the pieces the server holds, in order). Called
+    /// once the piece is known to be held and an upload slot is free;
+    /// `Err` is the refusal to send.
+    fn admit(&self, peer: SocketAddr, map: &PieceMap, index: u32) -> Result<(), PieceResponse>;
+    /// A request [`ServeGate::admit`] allowed has ended: `delivered` if
+    /// every byte was handed to the connection.
+    fn end(&self, peer: SocketAddr, digest: &Digest, index: u32, delivered: bool);
+}
+
+/// An admitted request; tells the gate how it ended when dropped.
+struct Admitted<'a> {
+    gate: &'a dyn ServeGate,
+    peer: SocketAddr,
+    digest: Digest,
+    index: u32,
+    delivered: bool,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.gate
+            .end(self.peer, &self.digest, self.index, self.delivered);
+    }
+}
+
 /// Serves pieces from a [`PieceProvider`] on every peer connection.
 pub struct PieceServer {
     provider: Arc<dyn PieceProvider>,
+    gate: Option<Arc<dyn ServeGate>>,
     uploads: Semaphore,
     max_uploads: usize,
     limiter: Option<Arc<RateLimiter>>,
@@ -52,14 +85,16 @@ impl std::fmt::Debug for PieceServer {
             .field("max_uploads", &self.max_uploads)
             .field("active_uploads", &self.active_uploads())
             .field("limiter", &self.limiter)
+            .field("gate", &self.gate.is_some())
             .finish_non_exhaustive()
     }
 }
 
 /// What to send back for one request.
 enum Answer<'a> {
-    /// The piece, with the upload slot it holds until it is sent.
-    Piece(Bytes, SemaphorePermit<'a>),
+    /// The piece, with the upload slot it holds until it is sent and the
+    /// gate's admission, if there is a gate.
+    Piece(Bytes, SemaphorePermit<'a>, Option<Admitted<'a>>),
     Refuse(PieceResponse),
 }
 
@@ -69,6 +104,7 @@ impl PieceServer {
     pub fn new(provider: Arc<dyn PieceProvider>, max_uploads: usize) -> Self {
         PieceServer {
             provider,
+            gate: None,
             uploads: Semaphore::new(max_uploads),
             max_uploads,
             limiter: None,
@@ -78,6 +114,12 @@ impl PieceServer {
     /// Paces every upload of this server through `limiter`.
     pub fn with_rate_limit(mut self, limiter: Arc<RateLimiter>) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// Asks `gate` before serving any piece.
+    pub fn with_gate(mut self, gate: Arc<dyn ServeGate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -115,18 +157,25 @@ impl PieceServer {
                 return;
             }
         };
-        let result = match self.answer(&request).await {
+        let result = match self.answer(peer, &request).await {
             Answer::Refuse(resp) => {
                 let reason = match resp {
                     PieceResponse::NotHave => "not_have",
                     PieceResponse::Busy => "busy",
+                    PieceResponse::Redirect { .. } => "redirect",
                     PieceResponse::Error(ErrorCode::NoSuchPiece) => "no_such_piece",
                     PieceResponse::Error(_) | PieceResponse::Ok { .. } => "internal",
                 };
                 ::metrics::counter!(REQUESTS_REFUSED, "reason" => reason).increment(1);
                 write_header(&mut send, &resp, timeout).await
             }
-            Answer::Piece(bytes, _slot) => self.send_piece(&mut send, bytes, timeout).await,
+            Answer::Piece(bytes, _slot, mut admitted) => {
+                let sent = self.send_piece(&mut send, bytes, timeout).await;
+                if let Some(a) = &mut admitted {
+                    a.delivered = sent.is_ok();
+                }
+                sent
+            }
         };
         match result {
             Ok(()) => {
@@ -140,7 +189,7 @@ impl PieceServer {
     }
 
     /// Decides the answer; holds an upload slot while reading the piece.
-    async fn answer(&self, req: &PieceRequest) -> Answer<'_> {
+    async fn answer(&self, peer: SocketAddr, req: &PieceRequest) -> Answer<'_> {
         let Some(map) = self.provider.piece_map(&req.digest) else {
             return Answer::Refuse(PieceResponse::NotHave);
         };
@@ -153,10 +202,23 @@ impl PieceServer {
         let Ok(slot) = self.uploads.try_acquire() else {
             return Answer::Refuse(PieceResponse::Busy);
         };
+        let admitted = match &self.gate {
+            Some(gate) => match gate.admit(peer, &map, req.index) {
+                Ok(()) => Some(Admitted {
+                    gate: gate.as_ref(),
+                    peer,
+                    digest: req.digest,
+                    index: req.index,
+                    delivered: false,
+                }),
+                Err(refusal) => return Answer::Refuse(refusal),
+            },
+            None => None,
+        };
         let range = map.piece_range(req.index);
         match self.provider.read_piece(&req.digest, req.index).await {
             Ok(bytes) if bytes.len() as u64 == range.end - range.start => {
-                Answer::Piece(bytes, slot)
+                Answer::Piece(bytes, slot, admitted)
             }
             Ok(bytes) => {
                 tracing::error!(digest = %req.digest, index = req.index, len = bytes.len(), expected = range.end - range.start, "piece provider returned a piece of the wrong length");

@@ -13,7 +13,9 @@
 //! - one bidirectional stream per piece request: the client writes one
 //!   [`PieceRequest`] frame, the server answers one [`PieceResponse`] frame
 //!   and, after [`PieceResponse::Ok`], exactly `len` raw piece bytes (not
-//!   framed, so they can go from the socket to the file unchanged);
+//!   framed, so they can go from the socket to the file unchanged); a seed
+//!   may answer [`PieceResponse::Redirect`] instead, naming pieces it would
+//!   rather send;
 //! - one unidirectional `have` stream in each direction, a sequence of
 //!   [`HaveMessage`] frames: for each blob the full bitfield first, then
 //!   single indices. [`HaveSequence`] checks that order on both ends.
@@ -37,7 +39,7 @@ pub mod secret;
 
 pub use have::{HaveError, HaveMessage, HaveSequence};
 pub use http_auth::{AUTH_SCHEME, HttpAuth, HttpAuthError};
-pub use piece::{ErrorCode, PieceRequest, PieceResponse};
+pub use piece::{ErrorCode, MAX_HINT, PieceRequest, PieceResponse};
 pub use secret::{ClusterSecret, SecretError};
 
 /// ALPN protocol identifier of Shoal's peer-to-peer protocol, version 1.

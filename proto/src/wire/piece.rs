@@ -36,8 +36,11 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// Most pieces named in a [`PieceResponse::Redirect`].
+pub const MAX_HINT: usize = 4;
+
 /// The server's answer to a [`PieceRequest`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PieceResponse {
     /// The piece follows: `len` raw bytes, then the end of the stream.
     Ok {
@@ -51,9 +54,19 @@ pub enum PieceResponse {
     Busy,
     /// The request failed for the given reason.
     Error(ErrorCode),
+    /// A seed wants the requester to take other pieces first: the ones
+    /// sent least often so far (the seeding policy of DESIGN.md). `hint`
+    /// names up to [`MAX_HINT`] pieces it will serve this requester now,
+    /// best first; empty when the piece's first copy is still on its way
+    /// into the swarm and is better fetched from the peer receiving it.
+    Redirect {
+        /// Pieces to ask for instead, best first.
+        hint: Vec<u32>,
+    },
 }
 
 impl Message for PieceResponse {
-    /// A variant tag and a varint of at most 5 bytes.
-    const MAX_LEN: u32 = 8;
+    /// A variant tag and a hint: a varint count and [`MAX_HINT`] varints of
+    /// at most 5 bytes (a decoded hint may be longer; users cut it).
+    const MAX_LEN: u32 = 2 + 1 + 5 * MAX_HINT as u32;
 }

@@ -36,6 +36,8 @@ fn response() -> impl Strategy<Value = PieceResponse> {
         Just(PieceResponse::Busy),
         Just(PieceResponse::Error(ErrorCode::NoSuchPiece)),
         Just(PieceResponse::Error(ErrorCode::Internal)),
+        prop::collection::vec(any::<u32>(), 0..=MAX_HINT)
+            .prop_map(|hint| PieceResponse::Redirect { hint }),
     ]
 }
 
@@ -99,6 +101,9 @@ fn largest_messages_fit_their_limits() {
         index: u32::MAX,
     });
     round_trip(&PieceResponse::Ok { len: u32::MAX });
+    round_trip(&PieceResponse::Redirect {
+        hint: vec![u32::MAX; MAX_HINT],
+    });
     round_trip(&HaveMessage::Bitfield {
         digest: d,
         bits: Bitfield::full(MAX_PIECES),
