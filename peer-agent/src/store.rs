@@ -17,6 +17,8 @@
 //! Readers and transfers hold a [`BlobPin`], which keeps a blob from being
 //! evicted. An eviction renames the blob out of `blobs/` in one step (a
 //! reader sees the whole blob or none) and then removes its piece map.
+//! [`ContentStore::evictions`] tells whoever listens (the swarm, which
+//! then tells its peers) which blobs went.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,10 @@ use quota::Lru;
 pub const STORE_BYTES: &str = "shoal_store_bytes";
 /// Counter: complete blobs evicted to keep within `--max-disk`.
 pub const STORE_EVICTIONS: &str = "shoal_store_evictions_total";
+
+/// Evictions queued per [`ContentStore::evictions`] receiver before the
+/// oldest are dropped (the receiver then sees a lag).
+const EVICTIONS_QUEUED: usize = 256;
 
 /// Why the store cannot take a blob.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +86,8 @@ struct Inner {
     next_tmp: AtomicU64,
     max_disk: Option<ByteSize>,
     lru: Mutex<Lru>,
+    /// Digests of evicted blobs, for [`ContentStore::evictions`].
+    evicted: tokio::sync::broadcast::Sender<Digest>,
 }
 
 /// Keeps a blob from being evicted while it is read or transferred;
@@ -137,6 +145,7 @@ impl ContentStore {
                 next_tmp: AtomicU64::new(0),
                 max_disk,
                 lru: Mutex::new(lru),
+                evicted: tokio::sync::broadcast::channel(EVICTIONS_QUEUED).0,
             }),
         };
         if let Some(max) = max_disk {
@@ -157,6 +166,11 @@ impl ContentStore {
 
     fn lru(&self) -> std::sync::MutexGuard<'_, Lru> {
         self.inner.lru.lock().expect("store lock")
+    }
+
+    /// The digests of blobs evicted from now on, as each eviction happens.
+    pub fn evictions(&self) -> tokio::sync::broadcast::Receiver<Digest> {
+        self.inner.evicted.subscribe()
     }
 
     /// Keeps blob `digest` from being evicted until the pin is dropped.
@@ -230,6 +244,8 @@ impl ContentStore {
             let size = lru.remove(&digest).unwrap_or(0);
             metrics::counter!(STORE_EVICTIONS).increment(1);
             tracing::info!(%digest, size, "evicted least recently used blob (disk quota)");
+            // No receiver is no error: nobody needs to know.
+            let _ = self.inner.evicted.send(digest);
         }
         let evicted = doomed.len();
         let (total, over) = (lru.total(), lru.total() + incoming > max);

@@ -18,7 +18,10 @@
 //! - [`oci_pull`]: an in-process puller that verifies every digest;
 //! - [`fake_peer`]: a cluster member that lies about its pieces;
 //! - [`tap`]: a TCP forwarder that records what crosses it;
+//! - [`redirector`]: an upstream that only redirects, and a canary that
+//!   counts who followed;
 //! - [`tmpfs`]: a small file system of its own, to fill up;
+//! - [`metrics`]: Prometheus samples picked by label;
 //! - [`child`], [`wait`], [`http`], [`lock`], [`tmp`]: process guards,
 //!   bounded waits, HTTP clients, the lock that keeps heavy tests from
 //!   overlapping, and temporary directories (`SHOAL_TEST_KEEP_TMP=1` keeps
@@ -32,8 +35,10 @@ pub mod fault_upstream;
 pub mod http;
 pub mod image;
 pub mod lock;
+pub mod metrics;
 pub mod oci_pull;
 pub mod procs;
+pub mod redirector;
 pub mod registry;
 pub mod swarm;
 pub mod tap;

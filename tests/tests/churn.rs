@@ -12,14 +12,20 @@
 //!   address, it serves a new agent (alone: the first two are gone) from
 //!   its content store: the upstream sees no second GET for the blobs it
 //!   had complete.
+//! - `an_upstream_outage_still_serves_what_the_cluster_holds`: one agent
+//!   pulls the image, then the upstream registry is killed. The same agent
+//!   pulls it again (from its disk) and another agent pulls it by tag and
+//!   by digest (from the supernode and its peer), every blob verified; a
+//!   blob the cluster never held gets an OCI error instead of a hang.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal_tests::cluster::REPO;
+use shoal_tests::cluster::{REPO, TAG, UPSTREAM_NAME};
 use shoal_tests::image::{LayerSpec, PlatformSpec, TestImage};
 use shoal_tests::lock;
+use shoal_tests::oci_pull::{PullRequest, pull};
 use shoal_tests::swarm::{SwarmCluster, SwarmOptions, received_from};
 use shoal_tests::wait::poll;
 
@@ -213,4 +219,71 @@ async fn supernode_outage_falls_back_to_the_upstream_and_restart_reuses_the_stor
             c.supernode.log_tail()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_outage_still_serves_what_the_cluster_holds() {
+    let _heavy = lock::heavy().await;
+    let c = SwarmCluster::start(
+        TestImage::generate(
+            0x0d_07a6e,
+            &[PlatformSpec {
+                os: "linux",
+                architecture: "amd64",
+                layers: vec![LayerSpec {
+                    key: 33,
+                    size: 4 * MIB,
+                }],
+            }],
+        ),
+        &SwarmOptions::default(),
+    )
+    .await;
+    c.expect_pulled(c.spawn_pulls([0])).await;
+    let manifest = c.image.platform("amd64").manifest.digest.clone();
+
+    let SwarmCluster {
+        agents,
+        registry,
+        supernode,
+        ..
+    } = c;
+    drop(registry);
+    let client = shoal_tests::http::client();
+    for (i, reference) in [(0, TAG), (1, TAG), (1, manifest.as_str())] {
+        let agent = &agents[i];
+        let req = PullRequest::new(&agent.http_url(), REPO, reference).with_ns(UPSTREAM_NAME);
+        let pulled = tokio::time::timeout(PULLS_DONE, pull(&client, &req))
+            .await
+            .expect("a pull with the upstream down hung")
+            .unwrap_or_else(|e| {
+                panic!(
+                    "agent {i}, {reference}, upstream down: {e}\nagent:\n{}\nsupernode:\n{}",
+                    agent.log_tail(),
+                    supernode.log_tail()
+                )
+            });
+        assert_eq!(pulled.manifest_digest, manifest, "agent {i}, {reference}");
+    }
+    // What the cluster never held: a clear error, not a hang.
+    let missing = format!(
+        "{}/v2/{REPO}/blobs/sha256:{}?ns={UPSTREAM_NAME}",
+        agents[1].http_url(),
+        "0".repeat(64)
+    );
+    let resp = tokio::time::timeout(PULLS_DONE, client.get(&missing).send())
+        .await
+        .expect("a blob request with the upstream down hung")
+        .expect("an answer");
+    assert!(
+        resp.status().is_server_error() || resp.status().is_client_error(),
+        "{}",
+        resp.status()
+    );
+    let body = resp.bytes().await.unwrap_or_default();
+    assert!(
+        shoal_tests::fault_upstream::oci_code(&body).is_some(),
+        "not an OCI error: {}",
+        String::from_utf8_lossy(&body)
+    );
 }

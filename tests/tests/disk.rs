@@ -15,11 +15,16 @@
 //!   the supernode); every store ends up holding just the image pulled
 //!   last, every daemon evicted at least twice, and agents sent each other
 //!   pieces.
+//! - `max_disk_eviction_is_forgotten_towards_peers`: an agent evicts a
+//!   blob while a slow peer downloads it from it; the peer is told at once
+//!   (`Forget` on the `have` stream) instead of learning it from refused
+//!   requests, so it never drops the honest agent as a liar.
 
 use reqwest::StatusCode;
 use shoal_tests::cluster::{REPO, UPSTREAM_NAME, upstreams};
 use shoal_tests::image::{Blob, LayerSpec, PlatformSpec, TestImage, sha256_digest};
 use shoal_tests::lock;
+use shoal_tests::metrics::labelled;
 use shoal_tests::oci_pull::{PullRequest, pull};
 use shoal_tests::procs::{Daemon, SupernodeOptions};
 use shoal_tests::registry::Registry;
@@ -338,4 +343,107 @@ async fn max_disk_evicts_with_swarming_agents() {
     for daemon in all {
         expect_quota_kept(daemon, QUOTA).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_disk_eviction_is_forgotten_towards_peers() {
+    let _heavy = lock::heavy().await;
+    let (registry, a, b) = two_images().await;
+    let tmp = shoal_tests::tmp::dir("disk-forget-");
+    let secret = write_secret(tmp.path(), SECRET);
+    let secret_arg = args(&[("--cluster-secret-file", secret.display().to_string())]);
+    let supernode = Daemon::supernode_with(
+        &SupernodeOptions {
+            upstreams: upstreams(&registry),
+            upstream_cas: Vec::new(),
+        },
+        &secret_arg,
+    )
+    .await;
+    let tracker = Daemon::tracker_with(
+        &secret,
+        &args(&[
+            ("--supernode", supernode.http_url()),
+            ("--announce-interval", "1".into()),
+        ]),
+    )
+    .await;
+    let ups = upstreams(&registry);
+    let swarm_args = [secret_arg, args(&[("--tracker", tracker.http_url())])].concat();
+    let holder = Daemon::agent_with(
+        &supernode,
+        &ups,
+        &[swarm_args.clone(), quota_args()].concat(),
+    )
+    .await;
+    // Slow enough that most of A's 16 pieces are still missing when the
+    // holder evicts it.
+    let slow_args = [swarm_args, args(&[("--download-rate", "512KiB".into())])].concat();
+    let slow = Daemon::agent_with(&supernode, &ups, &slow_args).await;
+
+    pull_through(&[&holder], "a", &a).await;
+    let blob = a.platform("amd64").layers[0].clone();
+    let download = {
+        let url = format!(
+            "{}/v2/{REPO}/blobs/{}?ns={UPSTREAM_NAME}",
+            slow.http_url(),
+            blob.digest
+        );
+        tokio::spawn(async move {
+            let resp = shoal_tests::http::client().get(&url).send().await?;
+            let status = resp.status();
+            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
+        })
+    };
+    // The slow agent found the holder (through the tracker) and fetches
+    // pieces from it.
+    let found = shoal_tests::wait::poll(
+        "the slow agent to fetch from the holder",
+        std::time::Duration::from_secs(30),
+        || async {
+            let sent = holder
+                .metric_sum("shoal_agent_bytes_sent_total")
+                .await
+                .unwrap_or(0.0);
+            Ok::<_, String>((sent > 0.0).then_some(()))
+        },
+    )
+    .await;
+    found.unwrap_or_else(|e| panic!("{e}\n{}", slow.log_tail()));
+    assert!(
+        !download.is_finished(),
+        "the slow download finished too early"
+    );
+
+    // Image B evicts A's layer from the holder mid-download.
+    pull_through(&[&holder], "b", &b).await;
+    assert!(
+        !stored(&holder.data_dir(), &blob.digest).exists(),
+        "the holder kept A's layer beyond its quota"
+    );
+
+    let (status, body) = download
+        .await
+        .expect("download task")
+        .expect("slow download");
+    assert_eq!(status, StatusCode::OK, "{}", slow.log_tail());
+    assert_eq!(sha256_digest(&body), blob.digest, "served bytes");
+    // Those in flight when the `Forget` arrived (9 without it).
+    let refused = labelled(
+        &holder.metrics().await,
+        "shoal_agent_piece_requests_refused_total",
+        "reason=\"not_have\"",
+    );
+    eprintln!("forget: the holder refused {refused} requests as not held");
+    let liars = labelled(
+        &slow.metrics().await,
+        "shoal_agent_peers_dropped_total",
+        "reason=\"lied_about_pieces\"",
+    );
+    assert_eq!(
+        liars,
+        0.0,
+        "the honest holder was dropped as a liar after its eviction\n{}",
+        slow.log_tail()
+    );
 }

@@ -2,7 +2,10 @@
 //! in front of the programmable [`FaultUpstream`]: a broken or corrupted
 //! blob is never served complete nor stored, transient errors are retried
 //! or resumed, persistent ones end in an OCI error (not a hang), and
-//! requests the agent refuses never reach the upstream.
+//! requests the agent refuses never reach the upstream. Daemons killed
+//! (SIGKILL) in the middle of writing a blob leave nothing under its name
+//! and start clean. An upstream cannot redirect the daemons to their own
+//! network (no open proxy).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -475,6 +478,28 @@ async fn stalled_upstream_body_cut_off_is_refetched() {
     rig.assert_stored(&layer, true);
 }
 
+/// A stall nobody releases: the upstream sends the headers of a blob and
+/// then nothing, on a connection it keeps open. The upstream client's
+/// read timeout (30 s) gives up on it and the blob is fetched again; the
+/// client gets the verified blob within a bounded time. (The existing
+/// `stalled_upstream_body_cut_off_is_refetched` ends its stall by cutting
+/// the connection; this one waits for the timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_that_never_ends_times_out_and_is_refetched() {
+    let rig = Rig::start().await;
+    let layer = rig.layer();
+    let path = blob_path(REPO, &layer.digest);
+    rig.up.fail(&path, Fault::Stall, Times::First(1));
+    let got = tokio::time::timeout(Duration::from_secs(150), rig.get_blob(&layer))
+        .await
+        .expect("a stalled upstream must not hang the client");
+    assert!(got.is_verified(&layer), "{got:?}");
+    let log = rig.up.requests_for(&path);
+    assert!(log.len() >= 2, "{log:?}");
+    assert_eq!(log[0].fault, Some(Fault::Stall), "{log:?}");
+    rig.assert_stored(&layer, true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_rate_limit_is_a_429_with_retry_after() {
     let rig = Rig::start().await;
@@ -559,4 +584,118 @@ async fn blob_corrupted_once_fails_that_pull_and_the_retry_verifies() {
     let retry = rig.get_blob(&layer).await;
     assert!(retry.is_verified(&layer), "{retry:?}");
     rig.assert_stored(&layer, true);
+}
+
+/// A crash between writing a blob and renaming it into place: agent and
+/// supernode hold half of it (in `tmp/`) when both are SIGKILLed. Nothing
+/// under the blob's name, before or after the restart; `tmp/` is emptied
+/// on start; the next request fetches and verifies the blob afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_killed_mid_write_leave_nothing_that_looks_complete() {
+    let mut rig = Rig::start().await;
+    let layer = rig.layer();
+    let path = blob_path(REPO, &layer.digest);
+    rig.up.fail(&path, Fault::CorruptThenStall, Times::First(1));
+    let pending = rig.spawn_get(&path, &[]);
+    let half = layer.size() / 2;
+    for (name, dir) in rig.stores() {
+        let tmp = dir.join("tmp");
+        poll(
+            &format!("the {name} to hold half of the blob in tmp/"),
+            Duration::from_secs(30),
+            || {
+                let have = files_under(&tmp)
+                    .into_iter()
+                    .filter_map(|p| p.metadata().ok())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0);
+                async move { Ok((have >= half).then_some(())) }
+            },
+        )
+        .await
+        .unwrap();
+    }
+    rig.assert_stored(&layer, false);
+
+    rig.supernode.restart().await;
+    rig.agent.restart().await;
+    pending.abort();
+    for (name, dir) in rig.stores() {
+        let left = files_under(&dir.join("tmp"));
+        assert!(left.is_empty(), "{name} kept {left:?} in tmp/");
+    }
+    rig.assert_stored(&layer, false);
+
+    rig.up.clear(&path);
+    let got = rig.get_blob(&layer).await;
+    assert!(got.is_verified(&layer), "{got:?}");
+    rig.assert_stored(&layer, true);
+}
+
+/// No open proxy through redirects: upstreams named by a public-looking
+/// host name (this machine's, resolving to loopback) that redirect every
+/// request. The one redirecting to the canary by IP literal (loopback) is
+/// refused: the client gets an OCI error and the canary sees nothing. The
+/// control, redirecting to the same canary by host name, is followed: the
+/// canary is hit, so the refusal is the redirect check's doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_upstream_cannot_redirect_to_a_loopback_address() {
+    use shoal_tests::redirector::{Server, loopback_name};
+
+    let (name, ip) = loopback_name().await;
+    let canary = Server::canary(ip).await;
+    let to_ip = Server::redirector(ip, &format!("http://{}", canary.addr())).await;
+    let to_name = Server::redirector(ip, &format!("http://{name}:{}", canary.addr().port())).await;
+    let upstreams = vec![
+        (
+            "docker.io".to_string(),
+            format!("http://{name}:{}", to_ip.addr().port()),
+        ),
+        (
+            "quay.io".to_string(),
+            format!("http://{name}:{}", to_name.addr().port()),
+        ),
+    ];
+    let supernode = Daemon::supernode(&SupernodeOptions {
+        upstreams: upstreams.clone(),
+        upstream_cas: Vec::new(),
+    })
+    .await;
+    let agent = Daemon::agent(&supernode, &upstreams).await;
+    let client = shoal_tests::http::client();
+    let blob = format!("sha256:{}", "5".repeat(64));
+    let get = |ns: &str| {
+        let url = format!("{}/v2/{REPO}/blobs/{blob}?ns={ns}", agent.http_url());
+        let client = client.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(120), fetch(&client, &url, &[]))
+                .await
+                .expect("the agent must answer, not hang")
+        }
+    };
+
+    let got = get("docker.io").await;
+    assert!(to_ip.hits() > 0, "the upstream was never asked: {got:?}");
+    assert_eq!(
+        canary.hits(),
+        0,
+        "a redirect to {} was followed\n{}",
+        canary.addr(),
+        supernode.log_tail()
+    );
+    let status = got.status.unwrap_or_else(|| panic!("{got:?}"));
+    assert!(!status.is_success() && got.oci_code().is_some(), "{got:?}");
+    assert!(
+        supernode.log().contains("refusing a redirect"),
+        "{}",
+        supernode.log_tail()
+    );
+
+    let got = get("quay.io").await;
+    assert!(
+        canary.hits() > 0,
+        "the redirect by host name was not followed either: {got:?}\n{}",
+        supernode.log_tail()
+    );
 }

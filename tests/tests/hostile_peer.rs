@@ -37,6 +37,7 @@ use shoal_tests::cluster::REPO;
 use shoal_tests::fake_peer::{FakePeer, Lie, asking_endpoint, complete_map};
 use shoal_tests::image::TestImage;
 use shoal_tests::lock;
+use shoal_tests::metrics::labelled;
 use shoal_tests::procs::Daemon;
 use shoal_tests::swarm::{SECRET, SwarmCluster, SwarmOptions, amd64_image, member_auth};
 use shoal_tests::wait::poll;
@@ -54,15 +55,6 @@ fn blobs(image: &TestImage) -> Vec<String> {
         .blobs()
         .map(|b| b.digest.clone())
         .collect()
-}
-
-/// The samples of `name` whose labels contain `label`, summed.
-fn labelled(metrics: &str, name: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// A swarm whose seed is slow enough (2 MiB/s) that the agents spend

@@ -64,6 +64,21 @@ async fn quota_evicts_the_least_recently_used_unpinned_blob() {
 }
 
 #[tokio::test]
+async fn evictions_are_announced_to_every_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open_with_quota(dir.path(), ByteSize::from_bytes(150)).unwrap();
+    let mut first = store.evictions();
+    let a = put_blob(&store, &[1; 100]).await;
+    let mut second = store.evictions();
+    let b = put_blob(&store, &[2; 100]).await;
+    assert!(first.try_recv().is_err(), "nothing evicted yet");
+    assert_eq!(store.make_room(0).await, 1);
+    assert_eq!(first.try_recv().unwrap(), a);
+    assert_eq!(second.try_recv().unwrap(), a);
+    assert!(first.try_recv().is_err() && store.blob_path(&b).is_file());
+}
+
+#[tokio::test]
 async fn eviction_removes_the_piece_map_and_pinned_blobs_stay() {
     let dir = tempfile::tempdir().unwrap();
     let store = ContentStore::open_with_quota(dir.path(), ByteSize::from_bytes(10)).unwrap();

@@ -8,7 +8,9 @@
 //!   download they concern, and answers peers asking about blobs this agent
 //!   holds complete. After a download completes the agent keeps announcing
 //!   the blob to the tracker (seeding) until shutdown or until the disk
-//!   quota evicts it.
+//!   quota evicts it. An evicted blob is forgotten at once towards every
+//!   connected peer ([`HaveMessage::Forget`]), so that none keeps asking
+//!   for its pieces (and drops this agent as a liar when refused).
 //! - [`driver`]: the event loop of one download, a thin shell around
 //!   [`shoal_proto::swarm::Download`].
 //! - [`tracker`]: the announce client.
@@ -28,7 +30,7 @@ use std::time::Duration;
 use shoal_proto::tracker_wire::AnnounceRequest;
 use shoal_proto::wire::HaveMessage;
 use shoal_proto::{Bitfield, Digest, RepoName};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::fetch::{BlobHandle, FetchError, Fetcher};
@@ -110,7 +112,8 @@ pub struct Swarm {
 
 impl Swarm {
     /// A swarm over `endpoint` filling `fetcher`'s store; background work
-    /// (seeding announces) stops with `shutdown`.
+    /// (seeding announces, forgetting evicted blobs) stops with `shutdown`.
+    /// Must be called within a Tokio runtime.
     pub fn new(
         opts: SwarmOptions,
         endpoint: P2pEndpoint,
@@ -120,7 +123,8 @@ impl Swarm {
         let limiter = opts
             .download_rate
             .map(|r| Arc::new(RateLimiter::new(r, (r / 4).max(256 * 1024))));
-        Arc::new(Swarm {
+        let evictions = fetcher.store().evictions();
+        let swarm = Arc::new(Swarm {
             next_seed: AtomicU64::new(opts.peer_id),
             opts,
             endpoint,
@@ -130,7 +134,44 @@ impl Swarm {
             early: Mutex::default(),
             banned: Mutex::default(),
             shutdown,
-        })
+        });
+        tokio::spawn(swarm.clone().forget_evicted(evictions));
+        swarm
+    }
+
+    /// Tells the connected peers, for each blob the store evicts, that this
+    /// agent no longer holds it, until shutdown. Peers told nothing of a
+    /// blob refuse the update locally (the `have` order), which is harmless.
+    async fn forget_evicted(self: Arc<Self>, mut evictions: broadcast::Receiver<Digest>) {
+        loop {
+            let digest = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                next = evictions.recv() => match next {
+                    Ok(digest) => digest,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "evictions not forgotten towards peers");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            // Fetched again already: its download announces it afresh.
+            if self.tasks.lock().expect("lock").contains_key(&digest) {
+                continue;
+            }
+            let msg = HaveMessage::Forget { digest };
+            let endpoint = &self.endpoint;
+            let sends = endpoint.connected_peers().into_iter().map(|peer| {
+                let msg = &msg;
+                async move {
+                    match endpoint.send_have(peer, msg).await {
+                        Ok(()) => tracing::debug!(%peer, %digest, "forgot evicted blob"),
+                        Err(e) => tracing::trace!(%peer, %digest, error = %e, "no forget sent"),
+                    }
+                }
+            });
+            futures_util::future::join_all(sends).await;
+        }
     }
 
     /// The blob, from the store or from a swarm download this call starts
