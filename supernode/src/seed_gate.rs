@@ -22,7 +22,7 @@
 //! recently used forgotten first (forgetting only costs a few duplicate
 //! sends).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -58,7 +58,7 @@ struct Blob {
     policy: SuperSeed,
     pieces: u32,
     /// Peers the policy knows for this blob.
-    peers: HashMap<PeerId, ()>,
+    peers: HashSet<PeerId>,
     used: u64,
 }
 
@@ -91,7 +91,7 @@ impl SeedGate {
             PeerEvent::Disconnected { peer } => {
                 if let Some(id) = st.ids.remove(peer) {
                     for blob in st.blobs.values_mut() {
-                        if blob.peers.remove(&id).is_some() {
+                        if blob.peers.remove(&id) {
                             blob.policy.on_peer_disconnected(now, id);
                         }
                     }
@@ -102,12 +102,12 @@ impl SeedGate {
                     let id = st.id(*peer);
                     let blob = st.blob(&self.config, digest, bits.len());
                     blob.policy.on_peer_connected(now, id, bits, 1.0);
-                    blob.peers.insert(id, ());
+                    blob.peers.insert(id);
                 }
                 HaveMessage::Have { digest, index } => {
                     let id = st.id(*peer);
                     if let Some(blob) = st.blobs.get_mut(digest)
-                        && blob.peers.contains_key(&id)
+                        && blob.peers.contains(&id)
                     {
                         blob.policy.on_have(now, id, *index);
                     }
@@ -115,7 +115,7 @@ impl SeedGate {
                 HaveMessage::Forget { digest } => {
                     let id = st.id(*peer);
                     if let Some(blob) = st.blobs.get_mut(digest)
-                        && blob.peers.remove(&id).is_some()
+                        && blob.peers.remove(&id)
                     {
                         blob.policy.on_peer_disconnected(now, id);
                     }
@@ -161,7 +161,7 @@ impl State {
                 Blob {
                     policy: SuperSeed::new(config.clone(), pieces),
                     pieces,
-                    peers: HashMap::new(),
+                    peers: HashSet::new(),
                     used,
                 },
             );
@@ -185,7 +185,7 @@ impl ServeGate for SeedGate {
         let mut st = self.state.lock().expect("seed gate lock");
         let id = st.id(peer);
         let blob = st.blob(&self.config, &map.digest, count);
-        if blob.peers.insert(id, ()).is_none() {
+        if blob.peers.insert(id) {
             blob.policy
                 .on_peer_connected(now, id, &Bitfield::new(count), 1.0);
         }
@@ -207,7 +207,7 @@ impl ServeGate for SeedGate {
             return;
         };
         if let Some(blob) = st.blobs.get_mut(digest)
-            && blob.peers.contains_key(&id)
+            && blob.peers.contains(&id)
         {
             blob.policy.on_end(now, id, index, delivered);
         }

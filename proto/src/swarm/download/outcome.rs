@@ -93,6 +93,15 @@ impl Download {
         if !self.end_request(peer, piece) {
             return;
         }
+        let Some(kind) = self.peers.get(&peer).map(|p| p.kind) else {
+            return;
+        };
+        if matches!(reason, Rejection::Redirect { .. }) && kind != PeerKind::Seed {
+            // Only a seed runs a seeding policy: a peer that redirects
+            // could keep us asking it for nothing.
+            self.drop_peer(peer, DropReason::ProtocolViolation);
+            return;
+        }
         let (now, cfg) = (self.now, &self.config);
         let Some(p) = self.peers.get_mut(&peer) else {
             return;

@@ -146,6 +146,25 @@ fn redirect_hint_is_followed() {
 }
 
 #[test]
+fn a_redirect_from_a_peer_that_is_no_seed_drops_it() {
+    let mut d = download(config());
+    d.handle_peer_connected(T0, PeerId(1), PeerKind::Peer, Bitfield::full(N));
+    let (peer, piece) = requests(&drain(&mut d))[0];
+    assert_eq!(peer, 1);
+    d.handle_request_rejected(T0, PeerId(1), piece, Rejection::Redirect { hint: vec![3] });
+    assert!(matches!(
+        drain(&mut d)[..],
+        [
+            Action::DropPeer {
+                reason: DropReason::ProtocolViolation,
+                ..
+            },
+            ..
+        ]
+    ));
+}
+
+#[test]
 fn endgame_duplicates_then_cancels() {
     // Resume with only piece 15 missing.
     let mut have = Bitfield::full(N);
