@@ -37,7 +37,7 @@ pub struct FetcherPieces {
 /// Where a piece's bytes are.
 enum Located {
     /// A running download: its map so far and its open file.
-    Running(PieceMap, Arc<std::fs::File>),
+    Running(Arc<PieceMap>, Arc<std::fs::File>),
     /// A complete blob in the store.
     Stored(Arc<PieceMap>),
 }
@@ -45,8 +45,7 @@ enum Located {
 impl Located {
     fn map(&self) -> &PieceMap {
         match self {
-            Located::Running(map, _) => map,
-            Located::Stored(map) => map,
+            Located::Running(map, _) | Located::Stored(map) => map,
         }
     }
 }
@@ -96,8 +95,7 @@ impl FetcherPieces {
 impl PieceProvider for FetcherPieces {
     fn piece_map(&self, digest: &Digest) -> Option<Arc<PieceMap>> {
         match self.locate(digest)? {
-            Located::Running(map, _) => Some(Arc::new(map)),
-            Located::Stored(map) => Some(map),
+            Located::Running(map, _) | Located::Stored(map) => Some(map),
         }
     }
 

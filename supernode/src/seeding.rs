@@ -56,7 +56,7 @@ impl Supernode {
         if let Some(map) = self.fetcher.progress(digest).and_then(|p| p.partial_map()) {
             let complete =
                 map.pieces.len() as u32 == shoal_proto::swarm::Layout::of(&map).piece_count();
-            return Some(view(map, complete));
+            return Some(view(Arc::unwrap_or_clone(map), complete));
         }
         self.fetcher
             .store()

@@ -241,13 +241,13 @@ impl PieceTask {
     /// Piece hashes known so far (a prefix of the piece map), so that the
     /// held pieces among them can be served to peers.
     pub fn set_known_hashes(&self, hashes: &[Digest]) {
-        let progress = &self.inner.progress;
-        let mut known = progress.hashes.lock().expect("lock");
-        if hashes.len() > known.len() {
-            *known = hashes.to_vec();
-            drop(known);
-            progress.grew.notify_waiters();
-        }
+        self.inner.progress.update_hashes(|known| {
+            let grows = hashes.len() > known.len();
+            if grows {
+                *known = hashes.to_vec();
+            }
+            grows
+        });
     }
 
     /// Writes piece `index`, whose bytes (`chunks`, in order) the caller
@@ -389,8 +389,10 @@ impl PieceTask {
                 actual,
             });
         }
-        *self.inner.progress.hashes.lock().expect("lock") = map.pieces.clone();
-        self.inner.progress.grew.notify_waiters();
+        self.inner.progress.update_hashes(|known| {
+            *known = map.pieces.clone();
+            true
+        });
         let store = &fetcher.store;
         store
             .put_piece_map(map)

@@ -27,13 +27,13 @@ impl BlobHasher {
             BlobHasher::Pieces(h, progress) => {
                 h.update(data);
                 let done = h.completed();
-                let mut known = progress.hashes.lock().expect("lock");
-                if done.len() > known.len() {
-                    let new = &done[known.len()..];
-                    known.extend_from_slice(new);
-                    drop(known);
-                    progress.grew.notify_waiters();
-                }
+                progress.update_hashes(|known| {
+                    let grows = done.len() > known.len();
+                    if grows {
+                        known.extend_from_slice(&done[known.len()..]);
+                    }
+                    grows
+                });
             }
         }
     }
@@ -45,8 +45,10 @@ impl BlobHasher {
             BlobHasher::Pieces(h, progress) => match h.finish() {
                 Ok(map) => {
                     // The last piece's hash is known only now.
-                    *progress.hashes.lock().expect("lock") = map.pieces.clone();
-                    progress.grew.notify_waiters();
+                    progress.update_hashes(|known| {
+                        *known = map.pieces.clone();
+                        true
+                    });
                     (map.digest, Some(map))
                 }
                 // Sizes beyond the piece map's limits: no map, and a digest
