@@ -10,7 +10,9 @@ pub const PEERS_CONNECTED: &str = "shoal_agent_peers_connected";
 /// sent the requester to less distributed pieces), `no_such_piece` (an
 /// index past the blob's last piece), `internal` (the piece could not be
 /// read), `bad_request` (a garbage or truncated request: its stream is
-/// reset) or `timeout` (the request never arrived whole).
+/// reset), `timeout` (the request never arrived whole) or `cancelled` (the
+/// requester reset the stream, or the connection failed, before the request
+/// arrived whole).
 ///
 /// Pieces received are counted by the swarm, which sees every source
 /// (`shoal_agent_pieces_verified_total`,

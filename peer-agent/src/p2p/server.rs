@@ -145,10 +145,13 @@ impl PieceServer {
         let request = match read.await {
             Ok(r) => r,
             Err(e) => {
-                let (code, reason) = if e.is_protocol() {
-                    (PROTOCOL_ERROR, "bad_request")
-                } else {
-                    (TIMEOUT, "timeout")
+                let (code, reason) = match e {
+                    _ if e.is_protocol() => (PROTOCOL_ERROR, "bad_request"),
+                    ReadFrameError::Timeout => (TIMEOUT, "timeout"),
+                    // Reset by the requester (a request it gave up, such
+                    // as an end-game copy that lost the race) or a lost
+                    // connection.
+                    _ => (TIMEOUT, "cancelled"),
                 };
                 ::metrics::counter!(REQUESTS_REFUSED, "reason" => reason).increment(1);
                 tracing::debug!(%peer, error = %e, "dropping piece request stream");
