@@ -4,7 +4,8 @@
 //! Every daemon binds `127.0.0.1:0` and writes its addresses atomically to
 //! `--ready-file` as `{"http":"127.0.0.1:PORT","p2p":"127.0.0.1:PORT"}`;
 //! [`Daemon::start`] waits for that file and for `GET /healthz` to answer
-//! 200. `/metrics` is Prometheus text on the same address.
+//! 200 ([`wait_ready`], which the integration tests' daemons use too).
+//! `/metrics` is Prometheus text on the same address.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,11 +78,71 @@ pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf, DaemonError> {
     Ok(dir)
 }
 
-/// The ready file's content.
-#[derive(Deserialize, Debug)]
-struct ReadyFile {
-    http: SocketAddr,
-    p2p: Option<SocketAddr>,
+/// The addresses a daemon writes to its ready file.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyFile {
+    /// The HTTP address.
+    pub http: SocketAddr,
+    /// The QUIC address, if the daemon has one.
+    pub p2p: Option<SocketAddr>,
+}
+
+/// Gives a daemon command plain-text logs at `info` (unless `RUST_LOG`
+/// says otherwise) and no backtraces: the logs end up in files and error
+/// messages, where a backtrace would push a panic's message out of the tail.
+pub fn plain_logs(cmd: &mut Command) {
+    cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "0");
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+}
+
+/// Waits until `child` has written its addresses to `ready`, then until its
+/// `GET /healthz` answers 200; fails at once if the child exits.
+pub async fn wait_ready(
+    child: &mut ChildProcess,
+    ready: &Path,
+    client: &reqwest::Client,
+) -> Result<ReadyFile, String> {
+    let name = child.name().to_string();
+    let addrs = poll(
+        &format!("{name} to write {}", ready.display()),
+        STARTUP_TIMEOUT,
+        || {
+            let exited = child.try_exited();
+            let content = std::fs::read(ready).ok();
+            let name = &name;
+            async move {
+                if let Some(parsed) =
+                    content.and_then(|b| serde_json::from_slice::<ReadyFile>(&b).ok())
+                {
+                    return Ok(Some(parsed));
+                }
+                match exited {
+                    Some(status) => Err(format!("{name} exited before it was ready: {status}")),
+                    None => Ok(None),
+                }
+            }
+        },
+    )
+    .await?;
+    let url = format!("http://{}/healthz", addrs.http);
+    poll(&format!("{name} GET /healthz"), STARTUP_TIMEOUT, || {
+        let exited = child.try_exited();
+        let req = client.get(&url).send();
+        let name = &name;
+        async move {
+            if let Some(status) = exited {
+                return Err(format!("{name} exited: {status}"));
+            }
+            Ok(match req.await {
+                Ok(r) if r.status() == reqwest::StatusCode::OK => Some(()),
+                _ => None,
+            })
+        }
+    })
+    .await?;
+    Ok(addrs)
 }
 
 /// A running daemon; killed when dropped.
@@ -94,7 +155,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `bin_dir/name` with `args` in `dir` (which receives the ready
-    /// file and `name.log`), and waits until it is healthy.
+    /// file and `label.log`), and waits until it is healthy.
     pub async fn start(
         bin_dir: &Path,
         name: &str,
@@ -106,10 +167,7 @@ impl Daemon {
         let mut cmd = Command::new(bin_dir.join(name));
         args(&mut cmd);
         cmd.arg("--ready-file").arg(&ready);
-        cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "0");
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
+        plain_logs(&mut cmd);
         let spawn_err = |source| DaemonError::Spawn {
             name: name.to_string(),
             source,
@@ -117,62 +175,18 @@ impl Daemon {
         std::fs::create_dir_all(dir).map_err(spawn_err)?;
         let mut child = ChildProcess::spawn(label, cmd, &dir.join(format!("{label}.log")))
             .map_err(spawn_err)?;
-
-        let waited = poll(&format!("{label} to become ready"), STARTUP_TIMEOUT, || {
-            let exited = child.try_exited();
-            let content = std::fs::read(&ready).ok();
-            async move {
-                if let Some(parsed) =
-                    content.and_then(|b| serde_json::from_slice::<ReadyFile>(&b).ok())
-                {
-                    return Ok(Some(parsed));
-                }
-                match exited {
-                    Some(status) => Err(format!("{label} exited before it was ready: {status}")),
-                    None => Ok(None),
-                }
-            }
-        })
-        .await;
-        let parsed = match waited {
-            Ok(p) => p,
-            Err(message) => {
-                return Err(DaemonError::NotReady {
-                    message,
-                    log_tail: child.log_tail(LOG_TAIL),
-                });
-            }
-        };
-        let daemon = Daemon {
-            child,
-            http: parsed.http,
-            p2p: parsed.p2p,
-        };
-        daemon.wait_healthy().await?;
-        Ok(daemon)
-    }
-
-    async fn wait_healthy(&self) -> Result<(), DaemonError> {
         let client = crate::http::client(Duration::from_secs(5));
-        let url = format!("{}/healthz", self.http_url());
-        let healthy = poll(
-            &format!("{} GET /healthz", self.child.name()),
-            STARTUP_TIMEOUT,
-            || {
-                let req = client.get(&url).send();
-                async move {
-                    Ok(match req.await {
-                        Ok(r) if r.status() == reqwest::StatusCode::OK => Some(()),
-                        _ => None,
-                    })
-                }
-            },
-        )
-        .await;
-        healthy.map_err(|message| DaemonError::NotReady {
-            message,
-            log_tail: self.child.log_tail(LOG_TAIL),
-        })
+        match wait_ready(&mut child, &ready, &client).await {
+            Ok(addrs) => Ok(Daemon {
+                child,
+                http: addrs.http,
+                p2p: addrs.p2p,
+            }),
+            Err(message) => Err(DaemonError::NotReady {
+                message,
+                log_tail: child.log_tail(LOG_TAIL),
+            }),
+        }
     }
 
     /// The HTTP address (registry API for an agent, API for the others).

@@ -45,75 +45,29 @@ impl DockerRegistry {
             .map_err(spawn_err)?;
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).map_err(spawn_err)?;
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: 127.0.0.1:0\n  secret: shoal-bench-not-a-secret\n",
-            storage.display()
-        );
         let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).map_err(spawn_err)?;
-        let mut cmd = Command::new(REGISTRY_BIN);
-        cmd.arg("serve").arg(&config_path);
-        // The registry reads REGISTRY_* variables as config overrides.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("REGISTRY_") {
-                cmd.env_remove(key);
-            }
-        }
+        std::fs::write(&config_path, config(&storage, false, "")).map_err(spawn_err)?;
         let log = dir.path().join("registry.log");
-        let mut child = ChildProcess::spawn("docker-registry", cmd, &log).map_err(spawn_err)?;
-        let found = poll(
-            "docker-registry to log its address",
-            STARTUP_TIMEOUT,
-            || {
-                let text = crate::child::tail(&log, 64 * 1024);
-                let exited = child.try_exited();
-                async move {
-                    if let Some(addr) = parse_listening(&text) {
-                        return Ok(Some(addr));
-                    }
-                    match exited {
-                        Some(status) => Err(format!("docker-registry exited early: {status}")),
-                        None => Ok(None),
-                    }
-                }
-            },
-        )
-        .await;
-        let addr = found.map_err(|message| DaemonError::NotReady {
+        let mut child = ChildProcess::spawn("docker-registry", command(&config_path), &log)
+            .map_err(spawn_err)?;
+        let not_ready = |message, child: &ChildProcess| DaemonError::NotReady {
             message,
             log_tail: child.log_tail(4096),
-        })?;
-        let registry = DockerRegistry {
+        };
+        let addr = match wait_listening(&mut child).await {
+            Ok(addr) => addr,
+            Err(message) => return Err(not_ready(message, &child)),
+        };
+        let client = crate::http::client(Duration::from_secs(5));
+        let url = format!("http://{addr}");
+        if let Err(message) = wait_answering(&client, &url).await {
+            return Err(not_ready(message, &child));
+        }
+        Ok(DockerRegistry {
             child,
             addr,
             _dir: dir,
-        };
-        let client = crate::http::client(Duration::from_secs(5));
-        let url = format!("{}/v2/", registry.url());
-        poll(
-            "docker-registry to answer GET /v2/",
-            STARTUP_TIMEOUT,
-            || {
-                let req = client.get(&url).send();
-                async move {
-                    Ok(req
-                        .await
-                        .ok()
-                        .filter(|r| r.status().is_success())
-                        .map(|_| ()))
-                }
-            },
-        )
-        .await
-        .map_err(|message| DaemonError::NotReady {
-            message,
-            log_tail: registry.child.log_tail(4096),
-        })?;
-        Ok(registry)
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -127,12 +81,93 @@ impl DockerRegistry {
     }
 }
 
+/// The registry's configuration: filesystem storage under `storage`
+/// (deletes allowed), `127.0.0.1:0`, text logs, and the access log on stdout
+/// if `access_log`. `tail` is appended as it is: more of the `http:` section
+/// (such as `  tls:`), then sections of its own (such as `auth:`).
+pub fn config(storage: &Path, access_log: bool, tail: &str) -> String {
+    format!(
+        "version: 0.1\n\
+         log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: {}\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
+         maintenance:\n    uploadpurging:\n      enabled: false\n\
+         http:\n  addr: 127.0.0.1:0\n  secret: shoal-not-a-secret\n{tail}",
+        !access_log,
+        storage.display()
+    )
+}
+
+/// `docker-registry serve CONFIG`, without this process's `REGISTRY_*`
+/// variables (the registry reads them as overrides of its config).
+pub fn command(config: &Path) -> Command {
+    let mut cmd = Command::new(REGISTRY_BIN);
+    cmd.arg("serve").arg(config);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("REGISTRY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Waits until the registry `child` has logged the address it listens on
+/// (in its primary log: stderr, or the merged log); fails at once if it
+/// exits.
+pub async fn wait_listening(child: &mut ChildProcess) -> Result<SocketAddr, String> {
+    poll(
+        "docker-registry to log its address",
+        STARTUP_TIMEOUT,
+        || {
+            let text = child.log();
+            let exited = child.try_exited();
+            async move {
+                if let Some(addr) = parse_listening(&text) {
+                    return Ok(Some(addr));
+                }
+                match exited {
+                    Some(status) => Err(format!("docker-registry exited early: {status}")),
+                    None => Ok(None),
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until `GET {base_url}/v2/` answers: with success, or with 401
+/// from a registry behind authentication.
+pub async fn wait_answering(client: &reqwest::Client, base_url: &str) -> Result<(), String> {
+    let url = format!("{base_url}/v2/");
+    poll(
+        "docker-registry to answer GET /v2/",
+        STARTUP_TIMEOUT,
+        || {
+            let req = client.get(&url).send();
+            async move {
+                Ok(match req.await {
+                    Ok(resp)
+                        if resp.status().is_success()
+                            || resp.status() == reqwest::StatusCode::UNAUTHORIZED =>
+                    {
+                        Some(())
+                    }
+                    _ => None,
+                })
+            }
+        },
+    )
+    .await
+}
+
 /// The address in a `listening on 127.0.0.1:PORT` log line.
 fn parse_listening(log: &str) -> Option<SocketAddr> {
     log.lines().find_map(|line| {
         let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-        let token = rest.split(|c: char| c == '"' || c.is_whitespace()).next()?;
-        token.parse().ok()
+        // Over TLS the line goes on: `listening on 127.0.0.1:PORT, tls`.
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
     })
 }
 
@@ -145,6 +180,11 @@ mod tests {
         assert_eq!(
             super::parse_listening(log),
             Some("127.0.0.1:43687".parse().unwrap())
+        );
+        let tls = "time=\"x\" level=info msg=\"listening on 127.0.0.1:43688, tls\"\n";
+        assert_eq!(
+            super::parse_listening(tls),
+            Some("127.0.0.1:43688".parse().unwrap())
         );
         assert_eq!(super::parse_listening("nothing"), None);
     }

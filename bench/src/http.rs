@@ -1,9 +1,14 @@
 //! HTTP clients for talking to registries and daemons on loopback.
 //!
 //! reqwest is built without a TLS provider of its own (`rustls-no-provider`):
-//! [`client`] installs rustls' ring provider first.
+//! [`client`] installs rustls' ring provider first. [`Server`] serves an
+//! axum router on loopback.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 /// Installs rustls' ring crypto provider as the process default (idempotent).
 pub fn install_crypto_provider() {
@@ -33,4 +38,43 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     out
+}
+
+/// An axum router served on `127.0.0.1:0` by a task of its own, which is
+/// aborted (no new connections) when this is dropped.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `127.0.0.1:0` and serves `router`; `what` names the server in
+    /// the error logged should serving stop.
+    pub async fn start(router: axum::Router, what: &'static str) -> std::io::Result<Server> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!("{what} stopped: {e}");
+            }
+        });
+        Ok(Server { addr, task })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -119,6 +119,30 @@ pub struct PlatformImage {
 }
 
 impl PlatformImage {
+    /// The image of `os`/`architecture` with `config` (the image config's
+    /// JSON) and `layers`, bottom first, and an OCI manifest listing them.
+    fn assemble(
+        os: &'static str,
+        architecture: &'static str,
+        config: &serde_json::Value,
+        layers: Vec<Blob>,
+    ) -> PlatformImage {
+        let config = Blob::new(media::CONFIG, to_json(config));
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media::MANIFEST,
+            "config": config.descriptor(),
+            "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+        });
+        PlatformImage {
+            os,
+            architecture,
+            manifest: Blob::new(media::MANIFEST, to_json(&manifest)),
+            config,
+            layers,
+        }
+    }
+
     /// Config and layers: everything a runtime downloads for this platform.
     pub fn blobs(&self) -> impl Iterator<Item = &Blob> {
         std::iter::once(&self.config).chain(&self.layers)
@@ -209,20 +233,12 @@ impl TestImage {
                 },
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
             });
-            let config = Blob::new(media::CONFIG, to_json(&config));
-            let manifest = json!({
-                "schemaVersion": 2,
-                "mediaType": media::MANIFEST,
-                "config": config.descriptor(),
-                "layers": blobs.iter().map(Blob::descriptor).collect::<Vec<_>>(),
-            });
-            built.push(PlatformImage {
-                os: p.os,
-                architecture: p.architecture,
-                manifest: Blob::new(media::MANIFEST, to_json(&manifest)),
-                config,
-                layers: blobs,
-            });
+            built.push(PlatformImage::assemble(
+                p.os,
+                p.architecture,
+                &config,
+                blobs,
+            ));
         }
         let index = json!({
             "schemaVersion": 2,

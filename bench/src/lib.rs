@@ -27,8 +27,11 @@
 //!   (completion.svg); [`run`] ties a `run` together, [`mirror`] is the
 //!   pull-through mirror benchmark.
 //!
-//! Shared helpers: [`http`] (clients, error chains), [`wait`] (bounded
-//! polling).
+//! Shared helpers, also used by the integration tests (`shoal-tests`):
+//! [`http`] (clients, error chains, a router served on loopback), [`wait`]
+//! (bounded polling), [`child`] (process guards), [`daemon`] (starting a
+//! daemon and waiting until it is ready), [`docker_registry`] (its config,
+//! command and readiness).
 
 #![warn(missing_docs)]
 

@@ -8,7 +8,6 @@
 //! forwarded both ways; redirects (a registry handing blobs to its storage)
 //! are followed by the proxy, so their bytes are capped and counted too.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,9 +18,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
+use crate::http::Server;
 use crate::throttle::Throttle;
 
 /// Upper bound on one forwarded request: only guards against a hung run.
@@ -48,17 +46,14 @@ struct ProxyState {
 /// A running proxy; stops when dropped.
 #[derive(Debug)]
 pub struct Proxy {
-    addr: SocketAddr,
+    server: Server,
     bytes: Arc<AtomicU64>,
-    task: JoinHandle<()>,
 }
 
 impl Proxy {
     /// Forwards `127.0.0.1:0` to `target` (`http(s)://host:port`, no
     /// trailing slash), the response bodies capped by `throttle`.
     pub async fn start(target: &str, throttle: Throttle) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let bytes = Arc::new(AtomicU64::new(0));
         let state = ProxyState {
             target: target.to_string(),
@@ -67,28 +62,18 @@ impl Proxy {
             bytes: bytes.clone(),
         };
         let router = Router::new().fallback(forward).with_state(state);
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!("upstream proxy stopped: {e}");
-            }
-        });
-        Ok(Proxy { addr, bytes, task })
+        let server = Server::start(router, "upstream proxy").await?;
+        Ok(Proxy { server, bytes })
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Body bytes passed on to clients so far.
     pub fn bytes_sent(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -14,9 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
+use crate::http::Server;
 use crate::image::{Blob, PlatformImage};
 use crate::throttle::Throttle;
 
@@ -108,48 +107,31 @@ pub fn app(state: AppState) -> Router {
 /// A running embedded registry; stops when dropped.
 #[derive(Debug)]
 pub struct Upstream {
-    addr: SocketAddr,
+    server: Server,
     counters: Arc<Counters>,
-    task: JoinHandle<()>,
 }
 
 impl Upstream {
     /// Serves `config` on `127.0.0.1:0`.
     pub async fn start(config: UpstreamConfig) -> std::io::Result<Upstream> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let router = app(AppState::new(config, counters.clone()));
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!("embedded upstream stopped: {e}");
-            }
-        });
-        Ok(Upstream {
-            addr,
-            counters,
-            task,
-        })
+        let server = Server::start(router, "embedded upstream").await?;
+        Ok(Upstream { server, counters })
     }
 
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// What it has sent so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

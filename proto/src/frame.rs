@@ -294,5 +294,8 @@ impl<M> fmt::Debug for FrameDecoder<M> {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod check;
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ use axum::http::{self, HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use shoal_bench::http::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -105,14 +106,12 @@ struct ScriptState {
 /// A running fake registry; stops accepting connections when dropped
 /// (open ones end with the test's runtime).
 pub struct FaultUpstream {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for FaultUpstream {
     fn drop(&mut self) {
-        self.server.abort();
         self.release_stalls();
     }
 }
@@ -136,26 +135,18 @@ impl FaultUpstream {
             state: Mutex::default(),
             stalls: watch::channel(0).0,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake upstream on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local_addr");
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FaultUpstream {
-            addr,
-            shared,
-            server,
-        }
+        let server = Server::start(app, "fake upstream")
+            .await
+            .expect("bind fake upstream on 127.0.0.1:0");
+        FaultUpstream { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Applies `fault` to requests for `path` (e.g. [`blob_path`]), `times` times.

@@ -10,11 +10,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::Deserialize;
+use shoal_bench::daemon::{ReadyFile, plain_logs, wait_ready};
 use tempfile::TempDir;
 
 use crate::child::ChildGuard;
-use crate::wait::{STARTUP_TIMEOUT, poll};
 
 /// The path of a workspace binary in the same target directory as this test
 /// (`target/debug/deps/tests-…` → `target/debug/NAME`), or in
@@ -38,13 +37,6 @@ pub fn binary(name: &str) -> PathBuf {
         );
     }
     path
-}
-
-/// The ready file's content.
-#[derive(Deserialize, Debug)]
-struct ReadyFile {
-    http: SocketAddr,
-    p2p: Option<SocketAddr>,
 }
 
 /// A running Shoal daemon.
@@ -297,60 +289,13 @@ impl Daemon {
 /// `DIR/LOG`, and waits until it has written its addresses and answers
 /// `GET /healthz`.
 async fn launch(name: &str, mut cmd: Command, dir: &Path, log: &str) -> (ChildGuard, ReadyFile) {
-    let ready = dir.join("ready.json");
-    // Plain text logs: they end up in files and in failure messages;
-    // no backtraces, they would push a panic's message out of the tail.
-    cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "0");
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "info");
-    }
+    plain_logs(&mut cmd);
     let cmdline = format!("{cmd:?}");
     let mut child = ChildGuard::spawn(name, cmd, &dir.join(log));
-
-    let started = poll(
-        &format!("{name} to write {}", ready.display()),
-        STARTUP_TIMEOUT,
-        || {
-            let exited = child.try_exited();
-            let content = std::fs::read(&ready).ok();
-            async move {
-                if let Some(bytes) = content
-                    && let Ok(parsed) = serde_json::from_slice::<ReadyFile>(&bytes)
-                {
-                    return Ok(Some(parsed));
-                }
-                match exited {
-                    Some(status) => Err(format!("{name} exited before it was ready: {status}")),
-                    None => Ok(None),
-                }
-            }
-        },
-    )
-    .await;
-    let ready = match started {
-        Ok(r) => r,
+    match wait_ready(&mut child, &dir.join("ready.json"), &crate::http::client()).await {
+        Ok(ready) => (child, ready),
         Err(e) => panic!("{e}\ncommand: {cmdline}"),
-    };
-    let client = crate::http::client();
-    let url = format!("http://{}/healthz", ready.http);
-    let healthy = poll(&format!("{name} GET /healthz"), STARTUP_TIMEOUT, || {
-        let exited = child.try_exited();
-        let req = client.get(&url).send();
-        async move {
-            if let Some(status) = exited {
-                return Err(format!("{name} exited: {status}"));
-            }
-            Ok(match req.await {
-                Ok(r) if r.status() == reqwest::StatusCode::OK => Some(()),
-                _ => None,
-            })
-        }
-    })
-    .await;
-    if let Err(e) = healthy {
-        panic!("{e}");
     }
-    (child, ready)
 }
 
 /// Sums the samples of `name` in Prometheus text format.

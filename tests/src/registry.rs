@@ -19,20 +19,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use tempfile::TempDir;
-
 use base64::Engine;
+use shoal_bench::docker_registry;
+use tempfile::TempDir;
 
 use crate::child::ChildGuard;
 use crate::tls::TestPki;
 use crate::token_server::{ISSUER, SERVICE, TokenServer};
-use crate::wait::{STARTUP_TIMEOUT, poll};
+use crate::wait::poll;
 
-/// Where Debian installs the registry.
-pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+pub use shoal_bench::docker_registry::REGISTRY_BIN;
 
 /// One line of the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,49 +115,22 @@ impl Registry {
             ),
             None => String::new(),
         };
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: 127.0.0.1:0\n  secret: shoal-tests-not-a-secret\n{tls}{auth}",
-            storage.display()
-        );
         let config_path = dir.path().join("config.yml");
+        let config = docker_registry::config(&storage, true, &format!("{tls}{auth}"));
         std::fs::write(&config_path, config).expect("write registry config");
 
-        if !std::path::Path::new(REGISTRY_BIN).exists() {
+        if !docker_registry::installed() {
             panic!("{REGISTRY_BIN} not found: install Debian's docker-registry package");
         }
-        let mut cmd = Command::new(REGISTRY_BIN);
-        cmd.arg("serve").arg(&config_path);
-        // The registry reads REGISTRY_* variables as config overrides.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("REGISTRY_") {
-                cmd.env_remove(key);
-            }
-        }
+        let cmd = docker_registry::command(&config_path);
         let access_log = dir.path().join("access.log");
         let stderr_log = dir.path().join("registry.log");
         let mut child = ChildGuard::spawn_split("docker-registry", cmd, &access_log, &stderr_log);
         // Every request is also logged on stderr; the access log has them.
         child.hide_in_tail(|line| line.contains("msg=\"response completed\""));
-
-        let addr = poll("registry to log its address", STARTUP_TIMEOUT, || {
-            let text = child.log();
-            let exited = child.try_exited();
-            async move {
-                if let Some(addr) = parse_listening(&text) {
-                    return Ok(Some(addr));
-                }
-                match exited {
-                    Some(status) => Err(format!("docker-registry exited early: {status}")),
-                    None => Ok(None),
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        let addr = docker_registry::wait_listening(&mut child)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
 
         let registry = Registry {
             child,
@@ -168,24 +139,9 @@ impl Registry {
             access_log,
             _dir: dir,
         };
-        let client = registry.client();
-        let url = format!("{}/v2/", registry.url());
-        poll("registry to answer GET /v2/", STARTUP_TIMEOUT, || {
-            let req = client.get(&url).send();
-            async move {
-                Ok(match req.await {
-                    Ok(resp)
-                        if resp.status().is_success()
-                            || resp.status() == reqwest::StatusCode::UNAUTHORIZED =>
-                    {
-                        Some(())
-                    }
-                    _ => None,
-                })
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        docker_registry::wait_answering(&registry.client(), &registry.url())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         registry
     }
 
@@ -287,18 +243,6 @@ fn auth_config(dir: &Path, auth: RegistryAuth<'_>) -> String {
     }
 }
 
-/// Finds `listening on 127.0.0.1:PORT` in the registry's stderr.
-fn parse_listening(log: &str) -> Option<SocketAddr> {
-    log.lines().find_map(|line| {
-        let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-        let addr: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect();
-        addr.parse().ok()
-    })
-}
-
 /// Parses one Apache combined log line; `None` for anything else.
 pub fn parse_access_line(line: &str) -> Option<AccessLogEntry> {
     let start = line.find("] \"")? + 3;
@@ -320,7 +264,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_access_and_listen_lines() {
+    fn parses_access_lines() {
         let line = r#"127.0.0.1 - - [27/Nov/2026:18:48:22 +0000] "HEAD /v2/foo/blobs/sha256:aa HTTP/1.1" 400 110 "" "curl/7.88.1""#;
         assert_eq!(
             parse_access_line(line),
@@ -329,12 +273,6 @@ mod tests {
                 target: "/v2/foo/blobs/sha256:aa".into(),
                 status: 400
             })
-        );
-        let listen =
-            r#"time="x" level=info msg="listening on 127.0.0.1:43687" go.version=go1.19.8"#;
-        assert_eq!(
-            parse_listening(listen),
-            Some("127.0.0.1:43687".parse().unwrap())
         );
         assert_eq!(parse_access_line("time=\"x\" level=info msg=\"hi\""), None);
     }

@@ -10,7 +10,6 @@
 //! credentials get a 401.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,6 +23,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use shoal_bench::http::Server;
 
 /// The `service` the registry and the tokens name.
 pub const SERVICE: &str = "shoal-test-registry";
@@ -32,10 +32,9 @@ pub const ISSUER: &str = "shoal-test-token-issuer";
 
 /// A running token server, stopped on drop.
 pub struct TokenServer {
-    addr: SocketAddr,
+    server: Server,
     signer: Arc<Signer>,
     cert_pem: PathBuf,
-    task: tokio::task::JoinHandle<()>,
 }
 
 struct Signer {
@@ -75,27 +74,22 @@ impl TokenServer {
                 .collect(),
             no_access: no_access.iter().map(|u| u.to_string()).collect(),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind token server");
-        let addr = listener.local_addr().expect("token server address");
         let app = Router::new()
             .route("/token", get(token))
             .with_state(signer.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = Server::start(app, "token server")
+            .await
+            .expect("bind token server");
         TokenServer {
-            addr,
+            server,
             signer,
             cert_pem,
-            task,
         }
     }
 
     /// `http://127.0.0.1:PORT/token`.
     pub fn realm(&self) -> String {
-        format!("http://{}/token", self.addr)
+        format!("{}/token", self.server.url())
     }
 
     /// The certificate the registry must trust (its `rootcertbundle`).
@@ -106,12 +100,6 @@ impl TokenServer {
     /// A token granting `actions` on `repo` to a test harness (to push).
     pub fn mint(&self, repo: &str, actions: &[&str]) -> String {
         self.signer.sign("harness", &[(repo.to_string(), actions)])
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

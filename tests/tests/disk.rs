@@ -92,20 +92,13 @@ async fn full_disk(swarm: bool) {
     image
         .push(&registry.client(), &registry.url(), REPO, "1.0")
         .await;
-    let secret_args = if swarm {
-        args(&[("--cluster-secret-file", secret.display().to_string())])
+    let secret_flags = if swarm {
+        secret_args(&secret)
     } else {
         Vec::new()
     };
-    let supernode = Daemon::supernode_with(
-        &SupernodeOptions {
-            upstreams: upstreams(&registry),
-            upstream_cas: Vec::new(),
-        },
-        &secret_args,
-    )
-    .await;
-    let mut agent_args = secret_args.clone();
+    let supernode = supernode(&registry, &secret_flags).await;
+    let mut agent_args = secret_flags.clone();
     agent_args.extend(args(&[("--data-dir", data_dir.display().to_string())]));
     let agent = Daemon::agent_with(&supernode, &upstreams(&registry), &agent_args).await;
 
@@ -246,17 +239,69 @@ fn quota_args() -> Vec<String> {
     args(&[("--max-disk", "6MiB".into())])
 }
 
+/// A supernode with `registry` as its upstream and `flags`.
+async fn supernode(registry: &Registry, flags: &[String]) -> Daemon {
+    let opts = SupernodeOptions {
+        upstreams: upstreams(registry),
+        ..SupernodeOptions::default()
+    };
+    Daemon::supernode_with(&opts, flags).await
+}
+
+/// What swarming agents need: a cluster secret, a supernode with it (of
+/// `registry`, with `supernode_flags`), and a tracker announcing every
+/// second.
+struct Swarm {
+    tracker: Daemon,
+    supernode: Daemon,
+    secret: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Swarm {
+    async fn start(registry: &Registry, supernode_flags: &[String]) -> Swarm {
+        let tmp = shoal_tests::tmp::dir("disk-swarm-");
+        let secret = write_secret(tmp.path(), SECRET);
+        let supernode = supernode(
+            registry,
+            &[secret_args(&secret), supernode_flags.to_vec()].concat(),
+        )
+        .await;
+        let tracker = Daemon::tracker_with(
+            &secret,
+            &args(&[
+                ("--supernode", supernode.http_url()),
+                ("--announce-interval", "1".into()),
+            ]),
+        )
+        .await;
+        Swarm {
+            tracker,
+            supernode,
+            secret,
+            _tmp: tmp,
+        }
+    }
+
+    /// An agent's flags: the cluster secret and the tracker.
+    fn agent_args(&self) -> Vec<String> {
+        [
+            secret_args(&self.secret),
+            args(&[("--tracker", self.tracker.http_url())]),
+        ]
+        .concat()
+    }
+}
+
+/// `--cluster-secret-file SECRET`.
+fn secret_args(secret: &std::path::Path) -> Vec<String> {
+    args(&[("--cluster-secret-file", secret.display().to_string())])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_disk_evicts_the_least_recently_used_image() {
     let (registry, a, b) = two_images().await;
-    let supernode = Daemon::supernode_with(
-        &SupernodeOptions {
-            upstreams: upstreams(&registry),
-            upstream_cas: Vec::new(),
-        },
-        &quota_args(),
-    )
-    .await;
+    let supernode = supernode(&registry, &quota_args()).await;
     let agent = Daemon::agent_with(&supernode, &upstreams(&registry), &quota_args()).await;
     let both = [&agent, &supernode];
     for (img, other, tag) in [(&a, &b, "a"), (&b, &a, "b"), (&a, &b, "a")] {
@@ -275,37 +320,15 @@ async fn max_disk_evicts_the_least_recently_used_image() {
 async fn max_disk_evicts_with_swarming_agents() {
     let _heavy = lock::heavy().await;
     let (registry, a, b) = two_images().await;
-    let tmp = shoal_tests::tmp::dir("disk-swarm-");
-    let secret = write_secret(tmp.path(), SECRET);
-    let secret_arg = args(&[("--cluster-secret-file", secret.display().to_string())]);
-    let supernode = Daemon::supernode_with(
-        &SupernodeOptions {
-            upstreams: upstreams(&registry),
-            upstream_cas: Vec::new(),
-        },
-        &[secret_arg.clone(), quota_args()].concat(),
-    )
-    .await;
-    let tracker = Daemon::tracker_with(
-        &secret,
-        &args(&[
-            ("--supernode", supernode.http_url()),
-            ("--announce-interval", "1".into()),
-        ]),
-    )
-    .await;
-    let agent_args = [
-        secret_arg,
-        quota_args(),
-        args(&[("--tracker", tracker.http_url())]),
-    ]
-    .concat();
+    let swarm = Swarm::start(&registry, &quota_args()).await;
+    let supernode = &swarm.supernode;
+    let agent_args = [swarm.agent_args(), quota_args()].concat();
     let ups = upstreams(&registry);
     let agents = futures_util::future::join_all(
-        (0..3).map(|_| Daemon::agent_with(&supernode, &ups, &agent_args)),
+        (0..3).map(|_| Daemon::agent_with(supernode, &ups, &agent_args)),
     )
     .await;
-    let all: Vec<&Daemon> = agents.iter().chain([&supernode]).collect();
+    let all: Vec<&Daemon> = agents.iter().chain([supernode]).collect();
 
     let peer_bytes = || async {
         let mut total = 0.0;
@@ -349,37 +372,18 @@ async fn max_disk_evicts_with_swarming_agents() {
 async fn max_disk_eviction_is_forgotten_towards_peers() {
     let _heavy = lock::heavy().await;
     let (registry, a, b) = two_images().await;
-    let tmp = shoal_tests::tmp::dir("disk-forget-");
-    let secret = write_secret(tmp.path(), SECRET);
-    let secret_arg = args(&[("--cluster-secret-file", secret.display().to_string())]);
-    let supernode = Daemon::supernode_with(
-        &SupernodeOptions {
-            upstreams: upstreams(&registry),
-            upstream_cas: Vec::new(),
-        },
-        &secret_arg,
-    )
-    .await;
-    let tracker = Daemon::tracker_with(
-        &secret,
-        &args(&[
-            ("--supernode", supernode.http_url()),
-            ("--announce-interval", "1".into()),
-        ]),
-    )
-    .await;
+    let swarm = Swarm::start(&registry, &[]).await;
     let ups = upstreams(&registry);
-    let swarm_args = [secret_arg, args(&[("--tracker", tracker.http_url())])].concat();
-    let holder = Daemon::agent_with(
-        &supernode,
-        &ups,
-        &[swarm_args.clone(), quota_args()].concat(),
-    )
-    .await;
+    let holder_args = [swarm.agent_args(), quota_args()].concat();
+    let holder = Daemon::agent_with(&swarm.supernode, &ups, &holder_args).await;
     // Slow enough that most of A's 16 pieces are still missing when the
     // holder evicts it.
-    let slow_args = [swarm_args, args(&[("--download-rate", "512KiB".into())])].concat();
-    let slow = Daemon::agent_with(&supernode, &ups, &slow_args).await;
+    let slow_args = [
+        swarm.agent_args(),
+        args(&[("--download-rate", "512KiB".into())]),
+    ]
+    .concat();
+    let slow = Daemon::agent_with(&swarm.supernode, &ups, &slow_args).await;
 
     pull_through(&[&holder], "a", &a).await;
     let blob = a.platform("amd64").layers[0].clone();

@@ -1,7 +1,7 @@
 //! Pushing images through the distribution API: a monolithic upload per
 //! blob (POST, then PUT with `?digest=`), then the manifests.
 
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::{Blob, PlatformImage, TestImage};
 use crate::http::error_chain;
@@ -60,14 +60,17 @@ impl TestImage {
         repo: &str,
         tag: &str,
     ) -> Result<(), PushError> {
-        for blob in self.blobs() {
-            push_blob(client, base_url, repo, blob).await?;
-        }
-        for p in &self.platforms {
-            put_manifest(client, base_url, repo, &p.manifest.digest, &p.manifest).await?;
-        }
-        put_manifest(client, base_url, repo, &self.index.digest, &self.index).await?;
-        put_manifest(client, base_url, repo, tag, &self.index).await
+        let manifests = self.platforms.iter().map(|p| &p.manifest);
+        push_parts(
+            client,
+            base_url,
+            repo,
+            self.blobs(),
+            manifests,
+            &self.index,
+            tag,
+        )
+        .await
     }
 }
 
@@ -80,19 +83,28 @@ impl PlatformImage {
         repo: &str,
         tag: &str,
     ) -> Result<(), PushError> {
-        for blob in self.blobs() {
-            push_blob(client, base_url, repo, blob).await?;
-        }
-        put_manifest(
-            client,
-            base_url,
-            repo,
-            &self.manifest.digest,
-            &self.manifest,
-        )
-        .await?;
-        put_manifest(client, base_url, repo, tag, &self.manifest).await
+        let blobs = self.blobs();
+        push_parts(client, base_url, repo, blobs, [], &self.manifest, tag).await
     }
+}
+
+/// Pushes `blobs`, then `manifests` and `top` by digest, then `top` as `tag`.
+async fn push_parts<'a>(
+    client: &Client,
+    base_url: &str,
+    repo: &str,
+    blobs: impl IntoIterator<Item = &'a Blob>,
+    manifests: impl IntoIterator<Item = &'a Blob>,
+    top: &'a Blob,
+    tag: &str,
+) -> Result<(), PushError> {
+    for blob in blobs {
+        push_blob(client, base_url, repo, blob).await?;
+    }
+    for manifest in manifests.into_iter().chain([top]) {
+        put_manifest(client, base_url, repo, &manifest.digest, manifest).await?;
+    }
+    put_manifest(client, base_url, repo, tag, top).await
 }
 
 /// Monolithic upload: POST to open an upload, PUT the bytes with `?digest=`.
@@ -103,14 +115,8 @@ async fn push_blob(
     blob: &Blob,
 ) -> Result<(), PushError> {
     let what = format!("start upload of {}", blob.digest);
-    let resp = client
-        .post(format!("{base_url}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .map_err(|e| request_error(&what, &e))?;
-    if resp.status() != StatusCode::ACCEPTED {
-        return Err(status_error(what, resp).await);
-    }
+    let start = client.post(format!("{base_url}/v2/{repo}/blobs/uploads/"));
+    let resp = send_expecting(start, StatusCode::ACCEPTED, what).await?;
     let location = resp
         .headers()
         .get(reqwest::header::LOCATION)
@@ -125,17 +131,16 @@ async fn push_blob(
     url.push(if url.contains('?') { '&' } else { '?' });
     url.push_str("digest=");
     url.push_str(&blob.digest);
-    let what = format!("upload of {}", blob.digest);
-    let resp = client
+    let upload = client
         .put(url)
         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-        .body(blob.bytes.clone())
-        .send()
-        .await
-        .map_err(|e| request_error(&what, &e))?;
-    if resp.status() != StatusCode::CREATED {
-        return Err(status_error(what, resp).await);
-    }
+        .body(blob.bytes.clone());
+    send_expecting(
+        upload,
+        StatusCode::CREATED,
+        format!("upload of {}", blob.digest),
+    )
+    .await?;
     Ok(())
 }
 
@@ -146,17 +151,12 @@ async fn put_manifest(
     reference: &str,
     manifest: &Blob,
 ) -> Result<(), PushError> {
-    let what = format!("PUT manifest {repo}:{reference}");
-    let resp = client
+    let put = client
         .put(format!("{base_url}/v2/{repo}/manifests/{reference}"))
         .header(reqwest::header::CONTENT_TYPE, manifest.media_type)
-        .body(manifest.bytes.clone())
-        .send()
-        .await
-        .map_err(|e| request_error(&what, &e))?;
-    if resp.status() != StatusCode::CREATED {
-        return Err(status_error(what, resp).await);
-    }
+        .body(manifest.bytes.clone());
+    let what = format!("PUT manifest {repo}:{reference}");
+    let resp = send_expecting(put, StatusCode::CREATED, what).await?;
     let digest = resp
         .headers()
         .get("docker-content-digest")
@@ -172,15 +172,21 @@ async fn put_manifest(
     Ok(())
 }
 
-fn request_error(what: &str, e: &reqwest::Error) -> PushError {
-    PushError::Request {
-        what: what.to_string(),
-        detail: error_chain(e),
+/// Sends `request` (`what` names it in errors); an answer other than
+/// `want` is an error carrying the registry's body.
+async fn send_expecting(
+    request: RequestBuilder,
+    want: StatusCode,
+    what: String,
+) -> Result<Response, PushError> {
+    let resp = request.send().await.map_err(|e| PushError::Request {
+        what: what.clone(),
+        detail: error_chain(&e),
+    })?;
+    if resp.status() != want {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(PushError::Status { what, status, body });
     }
-}
-
-async fn status_error(what: String, resp: reqwest::Response) -> PushError {
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    PushError::Status { what, status, body }
+    Ok(resp)
 }

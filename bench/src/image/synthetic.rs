@@ -7,7 +7,7 @@
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
 use serde_json::json;
 
-use super::{Blob, PlatformImage, media, to_json};
+use super::{Blob, PlatformImage, media};
 
 /// Builds a linux/amd64 image whose layers hold `total_bytes` random bytes
 /// split as evenly as possible into `layers` layers (at least one), all
@@ -31,20 +31,7 @@ pub fn synthetic(seed: u64, total_bytes: u64, layers: usize) -> PlatformImage {
             "diff_ids": blobs.iter().map(|b| b.digest.clone()).collect::<Vec<_>>(),
         },
     });
-    let config = Blob::new(media::CONFIG, to_json(&config));
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::MANIFEST,
-        "config": config.descriptor(),
-        "layers": blobs.iter().map(Blob::descriptor).collect::<Vec<_>>(),
-    });
-    PlatformImage {
-        os: "linux",
-        architecture: "amd64",
-        manifest: Blob::new(media::MANIFEST, to_json(&manifest)),
-        config,
-        layers: blobs,
-    }
+    PlatformImage::assemble("linux", "amd64", &config, blobs)
 }
 
 /// Size of layer `i` of `layers` sharing `total` bytes: the first

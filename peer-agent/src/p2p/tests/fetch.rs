@@ -13,11 +13,7 @@ async fn a_bad_piece_is_an_error_naming_the_peer() {
     let (provider, map) = MemProvider::with_blob(random_blob(700_000, 5), 256 * 1024);
     let server = node(SECRET, Arc::new(provider.corrupt())).start();
     let client = client(SECRET);
-    let err = client
-        .ep
-        .fetch_piece(server.addr, &map, 1)
-        .await
-        .unwrap_err();
+    let err = client.fetch_err(server.addr, &map, 1).await;
     assert!(
         matches!(
             err,
@@ -52,7 +48,7 @@ async fn a_wrong_length_is_refused_before_the_payload() {
     });
     let (_, map) = MemProvider::with_blob(random_blob(300_000, 6), 256 * 1024);
     let client = client(SECRET);
-    let err = client.ep.fetch_piece(bad_addr, &map, 0).await.unwrap_err();
+    let err = client.fetch_err(bad_addr, &map, 0).await;
     assert!(
         matches!(err, FetchError::BadPiece { peer, source: PieceError::WrongLength { .. } } if peer == bad_addr),
         "{err}"
@@ -65,25 +61,13 @@ async fn refusals_are_told_apart() {
     let provider = provider.without(map.digest, 1);
     let server = node(SECRET, Arc::new(provider)).start();
     let client = client(SECRET);
-    let err = client
-        .ep
-        .fetch_piece(server.addr, &map, 1)
-        .await
-        .unwrap_err();
+    let err = client.fetch_err(server.addr, &map, 1).await;
     assert!(matches!(err, FetchError::NotHave { .. }), "{err}");
     assert!(!err.is_misbehaviour());
     let (_, other) = MemProvider::with_blob(random_blob(1000, 8), 256 * 1024);
-    let err = client
-        .ep
-        .fetch_piece(server.addr, &other, 0)
-        .await
-        .unwrap_err();
+    let err = client.fetch_err(server.addr, &other, 0).await;
     assert!(matches!(err, FetchError::NotHave { .. }), "{err}");
-    let err = client
-        .ep
-        .fetch_piece(server.addr, &map, 3)
-        .await
-        .unwrap_err();
+    let err = client.fetch_err(server.addr, &map, 3).await;
     assert!(
         matches!(err, FetchError::NoSuchPiece { index: 3, count: 3 }),
         "{err}"
@@ -92,11 +76,7 @@ async fn refusals_are_told_apart() {
     let mut longer = (*map).clone();
     longer.size += 256 * 1024;
     longer.pieces.push(map.pieces[0]);
-    let err = client
-        .ep
-        .fetch_piece(server.addr, &longer, 3)
-        .await
-        .unwrap_err();
+    let err = client.fetch_err(server.addr, &longer, 3).await;
     assert!(
         matches!(
             err,
@@ -122,11 +102,7 @@ async fn beyond_the_upload_cap_the_answer_is_busy() {
     };
     assert_eq!(entered.recv().await, Some(0), "first upload started");
     assert_eq!(server.ep.server().active_uploads(), 1);
-    let err = client
-        .ep
-        .fetch_piece(server.addr, &map, 1)
-        .await
-        .unwrap_err();
+    let err = client.fetch_err(server.addr, &map, 1).await;
     assert!(matches!(err, FetchError::Busy { .. }), "{err}");
     gate.add_permits(1);
     first.await.unwrap().unwrap();

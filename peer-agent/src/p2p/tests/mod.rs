@@ -142,6 +142,21 @@ pub(super) struct Node {
     stop: CancellationToken,
 }
 
+impl Node {
+    /// Fetches piece `index` of `map` from `peer`, expecting an error.
+    pub(super) async fn fetch_err(
+        &self,
+        peer: SocketAddr,
+        map: &PieceMap,
+        index: u32,
+    ) -> FetchError {
+        match self.ep.fetch_piece(peer, map, index).await {
+            Ok(_) => panic!("piece {index} of {} was fetched", map.digest),
+            Err(e) => e,
+        }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop.cancel();
