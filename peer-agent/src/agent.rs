@@ -10,7 +10,8 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    NamedUpstream, UpstreamEntry, load_file, max_disk, merge_upstreams, parse_name_value,
+    NamedUpstream, UpstreamEntry, UpstreamTimeoutArgs, load_file, max_disk, merge_upstreams,
+    parse_name_value,
 };
 use crate::daemon::{self, HttpArgs, HttpFile, HttpLimits, LogFormat, ReadyInfo};
 use crate::fetch::Fetcher;
@@ -119,6 +120,9 @@ pub struct AgentArgs {
     /// Limits of the registry mirror's HTTP listener.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Timeouts of the direct upstream fetch.
+    #[command(flatten)]
+    pub upstream_timeouts: UpstreamTimeoutArgs,
 }
 
 /// The agent's config file.
@@ -155,6 +159,10 @@ pub struct AgentFile {
     pub http_max_connections: Option<usize>,
     /// See `--http-header-timeout` (`30s`).
     pub http_header_timeout: Option<String>,
+    /// See `--upstream-connect-timeout` (`10s`).
+    pub upstream_connect_timeout: Option<String>,
+    /// See `--upstream-read-timeout` (`30s`).
+    pub upstream_read_timeout: Option<String>,
     /// `[[upstream]]` tables: name, url, ca_file, username, password(_file).
     pub upstream: Vec<UpstreamEntry>,
 }
@@ -176,6 +184,8 @@ pub struct AgentConfig {
     pub tracker: Option<String>,
     /// Upstreams, default first.
     pub upstreams: Vec<NamedUpstream>,
+    /// Timeouts and retries of the direct upstream fetch.
+    pub upstream_options: UpstreamOptions,
     /// Log format.
     pub log_format: LogFormat,
     /// Ready file.
@@ -258,6 +268,10 @@ impl AgentArgs {
             supernode,
             tracker: self.tracker.or(file.tracker),
             upstreams: merge_upstreams(&self.upstreams, &self.upstream_cas, &file.upstream)?,
+            upstream_options: self.upstream_timeouts.options_over(
+                file.upstream_connect_timeout.as_deref(),
+                file.upstream_read_timeout.as_deref(),
+            )?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             ready_file: self.ready_file,
             http: self.http.limits_over(&HttpFile::new(
@@ -289,9 +303,8 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
     let http = listener.local_addr()?;
     let mut direct = std::collections::HashMap::new();
     if cfg.p2p.is_some() {
-        let opts = UpstreamOptions::default();
         for u in &cfg.upstreams {
-            let client = Upstream::new(&u.name, &u.config, &opts)
+            let client = Upstream::new(&u.name, &u.config, &cfg.upstream_options)
                 .with_context(|| format!("upstream {:?}", u.name))?;
             direct.insert(u.name.clone(), client);
         }
@@ -312,7 +325,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
     };
     let mirror = Arc::new(Mirror {
         upstreams: cfg.upstreams.iter().map(|u| u.name.clone()).collect(),
-        access: crate::access::AccessControl::new(supernode.clone()),
+        access: crate::access::AccessControl::new(supernode.clone(), direct.clone()),
         supernode,
         fetcher,
         swarm,
@@ -390,6 +403,25 @@ mod tests {
         let mut argv = vec!["shoal-agent", "--supernode", "http://127.0.0.1:1"];
         argv.extend_from_slice(extra);
         AgentArgs::try_parse_from(argv)?.into_config()
+    }
+
+    #[test]
+    fn upstream_timeouts_from_flag_or_file() {
+        use std::time::Duration;
+        let cfg = config(&[]).unwrap();
+        assert_eq!(cfg.upstream_options, UpstreamOptions::default());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            "upstream_connect_timeout = \"2s\"\nupstream_read_timeout = \"4s\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let cfg = config(&["--config", path, "--upstream-read-timeout", "3s"]).unwrap();
+        assert_eq!(cfg.upstream_options.connect_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.upstream_options.read_timeout, Duration::from_secs(3));
+        assert!(config(&["--upstream-connect-timeout", "never"]).is_err());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Configuration shared by the daemons that talk to registries: the
-//! `--upstream NAME=URL` list, per-upstream CA files and credentials, and
-//! loading the TOML file given with `--config`.
+//! `--upstream NAME=URL` list, per-upstream CA files and credentials, the
+//! upstream client's timeouts, and loading the TOML file given with
+//! `--config`.
 //!
 //! Two stages (STYLE.md 11): raw flags and a raw file are merged, flags
 //! winning, then validated into typed values the rest of the code trusts.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -13,7 +15,8 @@ use serde::de::DeserializeOwned;
 
 use shoal_proto::units::ByteSize;
 
-use crate::upstream::UpstreamConfig;
+use crate::serve::parse_duration;
+use crate::upstream::{UpstreamConfig, UpstreamOptions};
 
 /// The public Docker Hub registry, used when no upstream is configured.
 pub const DOCKER_HUB: (&str, &str) = ("docker.io", "https://registry-1.docker.io");
@@ -38,6 +41,70 @@ pub fn max_disk(flag: Option<ByteSize>, file: Option<&str>) -> anyhow::Result<Op
         ),
         (None, None) => None,
     })
+}
+
+/// The upstream client's timeout flags every daemon that talks to
+/// registries takes (`#[command(flatten)]`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct UpstreamTimeoutArgs {
+    /// Longest time to establish a connection (TCP and TLS) to an upstream
+    /// registry before the attempt counts as failed and is retried, e.g.
+    /// 10s, 500ms, 1m (a bare number is seconds) [default: 10s].
+    #[arg(long, env = "SHOAL_UPSTREAM_CONNECT_TIMEOUT", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub upstream_connect_timeout: Option<Duration>,
+    /// Longest wait for the next bytes of an upstream response: from
+    /// sending a request to its response headers (connecting and redirects
+    /// included), then between two reads of the body. An upstream silent
+    /// for longer is given up on; the request is retried, a blob resumed
+    /// from where it broke off. E.g. 30s, 5s, 2m [default: 30s].
+    #[arg(long, env = "SHOAL_UPSTREAM_READ_TIMEOUT", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub upstream_read_timeout: Option<Duration>,
+}
+
+impl UpstreamTimeoutArgs {
+    /// The client options, from the flags over the config file's
+    /// `upstream_connect_timeout` and `upstream_read_timeout` (as text,
+    /// `30s`); flags win, defaults fill the rest.
+    pub fn options_over(
+        &self,
+        file_connect: Option<&str>,
+        file_read: Option<&str>,
+    ) -> anyhow::Result<UpstreamOptions> {
+        let pick = |flag: Option<Duration>, file: Option<&str>, name: &str| match (flag, file) {
+            (Some(d), _) => Ok(Some(d)),
+            (None, Some(text)) => parse_duration(text)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}")),
+            (None, None) => Ok(None),
+        };
+        let mut opts = UpstreamOptions::default();
+        let connect = pick(
+            self.upstream_connect_timeout,
+            file_connect,
+            "upstream_connect_timeout",
+        )?;
+        if let Some(d) = connect {
+            if d.is_zero() {
+                bail!("--upstream-connect-timeout must be more than 0");
+            }
+            opts.connect_timeout = d;
+        }
+        let read = pick(
+            self.upstream_read_timeout,
+            file_read,
+            "upstream_read_timeout",
+        )?;
+        if let Some(d) = read {
+            if d.is_zero() {
+                bail!("--upstream-read-timeout must be more than 0");
+            }
+            opts.request_timeout = d;
+            opts.read_timeout = d;
+        }
+        Ok(opts)
+    }
 }
 
 /// Parses `NAME=VALUE` (clap value parser for `--upstream` and `--upstream-ca`).
@@ -236,6 +303,34 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{e:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn upstream_timeouts_flags_win_over_file() {
+        let none = UpstreamTimeoutArgs::default();
+        assert_eq!(
+            none.options_over(None, None).unwrap(),
+            UpstreamOptions::default()
+        );
+        let o = none.options_over(Some("2s"), Some("500ms")).unwrap();
+        assert_eq!(o.connect_timeout, Duration::from_secs(2));
+        assert_eq!(o.read_timeout, Duration::from_millis(500));
+        assert_eq!(o.request_timeout, Duration::from_millis(500));
+        assert_eq!(o.retries, UpstreamOptions::default().retries);
+        let flags = UpstreamTimeoutArgs {
+            upstream_connect_timeout: Some(Duration::from_secs(7)),
+            upstream_read_timeout: Some(Duration::from_secs(3)),
+        };
+        let o = flags.options_over(Some("2s"), Some("500ms")).unwrap();
+        assert_eq!(o.connect_timeout, Duration::from_secs(7));
+        assert_eq!(o.read_timeout, Duration::from_secs(3));
+        assert!(none.options_over(Some("soon"), None).is_err());
+        assert!(none.options_over(None, Some("0s")).is_err());
+        let zero = UpstreamTimeoutArgs {
+            upstream_connect_timeout: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        assert!(zero.options_over(None, None).is_err());
     }
 
     #[test]

@@ -30,9 +30,9 @@ use crate::registry::{
     RegistryError, V2Path, blob_response, manifest_response, query_param, split_v2_path,
     v2_base_response,
 };
-use crate::supernode_client::{SupernodeClient, SupernodeSource};
+use crate::supernode_client::{FetchedManifest, SupernodeClient, SupernodeSource};
 use crate::swarm::{BlobRef, Swarm};
-use crate::upstream::{AccessTarget, Upstream};
+use crate::upstream::{AccessTarget, Upstream, UpstreamError};
 use crate::upstream_source::UpstreamSource;
 
 /// Everything the mirror needs to answer requests.
@@ -46,8 +46,8 @@ pub struct Mirror {
     /// The swarm, when peer-to-peer is on: blobs come in pieces from peers
     /// and the supernode instead of whole over HTTP.
     pub swarm: Option<Arc<Swarm>>,
-    /// Upstream clients by name, for the last-resort direct fetch (only
-    /// with the swarm on).
+    /// Upstream clients by name, for the last-resort direct fetch of
+    /// manifests and blobs (only with the swarm on).
     pub direct: HashMap<String, Upstream>,
     /// Whether a client may read a repository.
     pub access: AccessControl,
@@ -156,10 +156,17 @@ impl Mirror {
             return Ok(manifest_response(method, &media_type, d, bytes));
         }
         let accept = accept_header(headers);
-        let m = self
+        let m = match self
             .supernode
             .manifest(&upstream, &repo, &reference, accept.as_deref())
-            .await?;
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                self.direct_manifest(&upstream, &repo, &reference, e)
+                    .await?
+            }
+        };
         if let Err(e) = self
             .fetcher
             .store()
@@ -169,6 +176,38 @@ impl Mirror {
             tracing::warn!(error = %e, "cannot cache manifest locally");
         }
         Ok(manifest_response(method, &m.media_type, &m.digest, m.bytes))
+    }
+
+    /// The manifest straight from the upstream (verified against its
+    /// digest), when the supernode failed with `err`, a 5xx, and the agent
+    /// fetches directly (swarm on); else `err`.
+    async fn direct_manifest(
+        &self,
+        upstream: &str,
+        repo: &RepoName,
+        reference: &Reference,
+        err: RegistryError,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let Some(client) = self
+            .direct
+            .get(upstream)
+            .filter(|_| err.status.is_server_error())
+        else {
+            return Err(err);
+        };
+        tracing::warn!(error = %err, "supernode failed; fetching the manifest from the upstream directly");
+        let m = client
+            .get_manifest(repo, reference, &shoal_proto::media::MANIFEST_ACCEPT)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::NotFound => RegistryError::manifest_unknown(reference),
+                other => other.into(),
+            })?;
+        Ok(FetchedManifest {
+            media_type: m.media_type,
+            digest: m.digest,
+            bytes: m.bytes,
+        })
     }
 
     #[instrument(skip_all, fields(name = raw_name, digest = raw_digest))]

@@ -7,12 +7,14 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 use shoal_agent::config::{
-    NamedUpstream, UpstreamEntry, load_file, max_disk, merge_upstreams, parse_name_value,
+    NamedUpstream, UpstreamEntry, UpstreamTimeoutArgs, load_file, max_disk, merge_upstreams,
+    parse_name_value,
 };
 use shoal_agent::daemon::{HttpArgs, HttpFile, HttpLimits, LogFormat};
 use shoal_agent::p2p::config::max_udp_payload;
 use shoal_agent::p2p::load_cluster_secret;
 use shoal_agent::pieces::P2pOptions;
+use shoal_agent::upstream::UpstreamOptions;
 use shoal_proto::units::{ByteSize, Rate};
 
 /// Default API address.
@@ -109,6 +111,9 @@ pub struct SupernodeArgs {
     /// Limits of the API's HTTP listener.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Timeouts of the upstream registry client.
+    #[command(flatten)]
+    pub upstream_timeouts: UpstreamTimeoutArgs,
 }
 
 /// The supernode's config file.
@@ -141,6 +146,10 @@ pub struct SupernodeFile {
     pub http_max_connections: Option<usize>,
     /// See `--http-header-timeout` (`30s`).
     pub http_header_timeout: Option<String>,
+    /// See `--upstream-connect-timeout` (`10s`).
+    pub upstream_connect_timeout: Option<String>,
+    /// See `--upstream-read-timeout` (`30s`).
+    pub upstream_read_timeout: Option<String>,
     /// Upstreams.
     pub upstream: Vec<UpstreamEntry>,
 }
@@ -160,6 +169,8 @@ pub struct SupernodeConfig {
     pub tracker: Option<String>,
     /// Upstreams, default first.
     pub upstreams: Vec<NamedUpstream>,
+    /// Timeouts and retries of the upstream client.
+    pub upstream_options: UpstreamOptions,
     /// Tag TTL.
     pub tag_ttl: Duration,
     /// Log format.
@@ -215,6 +226,10 @@ impl SupernodeArgs {
             max_disk: max_disk(self.max_disk, file.max_disk.as_deref())?,
             tracker: self.tracker.or(file.tracker),
             upstreams: merge_upstreams(&self.upstreams, &self.upstream_cas, &file.upstream)?,
+            upstream_options: self.upstream_timeouts.options_over(
+                file.upstream_connect_timeout.as_deref(),
+                file.upstream_read_timeout.as_deref(),
+            )?,
             tag_ttl: self
                 .tag_ttl
                 .or(file.tag_ttl)
@@ -243,6 +258,7 @@ mod tests {
         assert_eq!(c.upstreams[0].name, "docker.io");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.max_disk, None);
+        assert_eq!(c.upstream_options, UpstreamOptions::default());
     }
 
     #[test]
@@ -251,15 +267,21 @@ mod tests {
         let f = dir.path().join("s.toml");
         std::fs::write(
             &f,
-            "listen = \"127.0.0.1:1\"\ntag_ttl = 5\nmax_disk = \"2GiB\"\n[[upstream]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\n",
+            "listen = \"127.0.0.1:1\"\ntag_ttl = 5\nmax_disk = \"2GiB\"\nupstream_connect_timeout = \"4s\"\nupstream_read_timeout = \"9s\"\n[[upstream]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\n",
         )
         .unwrap();
         let args = SupernodeArgs {
             config: Some(f),
             listen: Some("127.0.0.1:2".parse().unwrap()),
+            upstream_timeouts: UpstreamTimeoutArgs {
+                upstream_read_timeout: Some(Duration::from_secs(3)),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = args.into_config().unwrap();
+        assert_eq!(c.upstream_options.connect_timeout, Duration::from_secs(4));
+        assert_eq!(c.upstream_options.read_timeout, Duration::from_secs(3));
         assert_eq!(c.listen, "127.0.0.1:2".parse().unwrap());
         assert_eq!(c.tag_ttl, Duration::from_secs(5));
         assert_eq!(c.max_disk.map(ByteSize::bytes), Some(2 << 30));

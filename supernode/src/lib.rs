@@ -35,7 +35,7 @@ use shoal_agent::http_auth::Auth;
 use shoal_agent::p2p::ClusterTls;
 use shoal_agent::pieces::{FetcherPieces, bind_p2p};
 use shoal_agent::store::ContentStore;
-use shoal_agent::upstream::{Upstream, UpstreamOptions};
+use shoal_agent::upstream::Upstream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SupernodeConfig;
@@ -63,10 +63,9 @@ impl Supernode {
     pub fn new(cfg: &SupernodeConfig) -> anyhow::Result<Self> {
         let store = ContentStore::open_with_quota(&cfg.data_dir, cfg.max_disk)
             .with_context(|| format!("cannot open data dir {}", cfg.data_dir.display()))?;
-        let opts = UpstreamOptions::default();
         let mut upstreams = HashMap::new();
         for u in &cfg.upstreams {
-            let client = Upstream::new(&u.name, &u.config, &opts)
+            let client = Upstream::new(&u.name, &u.config, &cfg.upstream_options)
                 .with_context(|| format!("upstream {:?}", u.name))?;
             upstreams.insert(u.name.clone(), client);
         }

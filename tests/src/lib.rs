@@ -21,7 +21,8 @@
 //! - [`redirector`]: an upstream that only redirects, and a canary that
 //!   counts who followed;
 //! - [`tmpfs`]: a small file system of its own, to fill up;
-//! - [`metrics`]: Prometheus samples picked by label;
+//! - [`metrics`]: Prometheus samples picked by label; [`proc_status`]: a
+//!   daemon's resident memory and open descriptors;
 //! - [`child`], [`wait`], [`http`], [`lock`], [`tmp`]: process guards,
 //!   bounded waits, HTTP clients, the lock that keeps heavy tests from
 //!   overlapping, and temporary directories (`SHOAL_TEST_KEEP_TMP=1` keeps
@@ -37,6 +38,7 @@ pub mod image;
 pub mod lock;
 pub mod metrics;
 pub mod oci_pull;
+pub mod proc_status;
 pub mod procs;
 pub mod redirector;
 pub mod registry;

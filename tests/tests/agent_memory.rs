@@ -19,25 +19,13 @@ use std::time::{Duration, Instant};
 
 use shoal_tests::image::{LayerSpec, PlatformSpec, TestImage};
 use shoal_tests::lock;
+use shoal_tests::proc_status::rss_kib;
 use shoal_tests::swarm::{SwarmCluster, SwarmOptions, received_from};
 
 const MIB: usize = 1024 * 1024;
 const PEERS: usize = 10;
 /// Bound on waiting for pulls: far beyond their seconds, short of a hang.
 const PULLS_DONE: Duration = Duration::from_secs(600);
-
-/// `VmRSS` and `VmHWM` of `pid` in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0

@@ -61,14 +61,19 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Rig::start`] with extra flags for the supernode.
+    async fn start_with(supernode_flags: &[String]) -> Rig {
         let image = image();
         let up = FaultUpstream::start(&image, &[REPO], TAG).await;
         let upstreams = vec![("docker.io".to_string(), up.url())];
-        let supernode = Daemon::supernode(&SupernodeOptions {
+        let opts = SupernodeOptions {
             upstreams: upstreams.clone(),
             upstream_cas: Vec::new(),
-        })
-        .await;
+        };
+        let supernode = Daemon::supernode_with(&opts, supernode_flags).await;
         let agent = Daemon::agent(&supernode, &upstreams).await;
         Rig {
             agent,
@@ -480,13 +485,14 @@ async fn stalled_upstream_body_cut_off_is_refetched() {
 
 /// A stall nobody releases: the upstream sends the headers of a blob and
 /// then nothing, on a connection it keeps open. The upstream client's
-/// read timeout (30 s) gives up on it and the blob is fetched again; the
-/// client gets the verified blob within a bounded time. (The existing
+/// read timeout (`--upstream-read-timeout 3s` here, 30 s by default) gives
+/// up on it and the blob is fetched again; the client gets the verified
+/// blob within a bounded time. (The existing
 /// `stalled_upstream_body_cut_off_is_refetched` ends its stall by cutting
 /// the connection; this one waits for the timeout.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_that_never_ends_times_out_and_is_refetched() {
-    let rig = Rig::start().await;
+    let rig = Rig::start_with(&["--upstream-read-timeout".into(), "3s".into()]).await;
     let layer = rig.layer();
     let path = blob_path(REPO, &layer.digest);
     rig.up.fail(&path, Fault::Stall, Times::First(1));
@@ -498,6 +504,13 @@ async fn a_stall_that_never_ends_times_out_and_is_refetched() {
     assert!(log.len() >= 2, "{log:?}");
     assert_eq!(log[0].fault, Some(Fault::Stall), "{log:?}");
     rig.assert_stored(&layer, true);
+    // The configured timeout, not the default, gave up on the stall.
+    let supernode_log = rig.supernode.log();
+    assert!(
+        supernode_log.contains("no data for 3s"),
+        "{}",
+        rig.supernode.log_tail()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,9 @@
 //! 401/403 for the tag, for the manifest by digest and for a layer,
 //! although both sit on the agent's disk by then. No password reaches a
 //! daemon's log. skopeo, a real client, answers the agent's challenge with
-//! its credentials.
+//! its credentials. With the supernode dead, an agent holding the
+//! upstream's credentials itself (for its direct fallback) serves the same
+//! clients the same way, checking each with the upstream directly.
 
 use reqwest::StatusCode;
 use shoal_tests::clients::{loopback_only, require_tool, run};
@@ -38,30 +40,53 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
+/// Who holds the upstream's credentials, and whether the supernode lives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// Only the supernode has them; it serves the agent.
+    Supernode,
+    /// The agent has them too, and the supernode is killed before any
+    /// pull: everything comes through the agent's direct fallback.
+    AgentFallback,
+}
+
 impl Rig {
     /// Pushes the image with `push` (a client the registry lets push) and
     /// starts the daemons; only the supernode gets credentials.
     async fn start(registry: Registry, push: reqwest::Client, dir: tempfile::TempDir) -> Rig {
+        Self::start_as(Setup::Supernode, registry, push, dir).await
+    }
+
+    /// [`Rig::start`], as `setup` says.
+    async fn start_as(
+        setup: Setup,
+        registry: Registry,
+        push: reqwest::Client,
+        dir: tempfile::TempDir,
+    ) -> Rig {
         let image = TestImage::standard();
         image.push(&push, &registry.url(), REPO, TAG).await;
         let secret = write_secret(dir.path(), SECRET);
         let password_file = dir.path().join("upstream-password");
         std::fs::write(&password_file, format!("{}\n", SUPERNODE.1)).unwrap();
+        let upstream_table = format!(
+            "[[upstream]]\nname = \"{UPSTREAM}\"\nurl = \"{}\"\nusername = \"{}\"\n\
+             password_file = \"{}\"\n",
+            registry.url(),
+            SUPERNODE.0,
+            password_file.display()
+        );
         let config = dir.path().join("supernode.toml");
         std::fs::write(
             &config,
             format!(
-                "cluster_secret_file = \"{}\"\n[[upstream]]\nname = \"{UPSTREAM}\"\n\
-                 url = \"{}\"\nusername = \"{}\"\npassword_file = \"{}\"\n",
-                secret.display(),
-                registry.url(),
-                SUPERNODE.0,
-                password_file.display()
+                "cluster_secret_file = \"{}\"\n{upstream_table}",
+                secret.display()
             ),
         )
         .unwrap();
         let upstreams = vec![(UPSTREAM.to_string(), registry.url())];
-        let supernode = Daemon::supernode_with(
+        let mut supernode = Daemon::supernode_with(
             &SupernodeOptions {
                 upstreams: upstreams.clone(),
                 upstream_cas: Vec::new(),
@@ -69,8 +94,16 @@ impl Rig {
             &["--config".into(), config.display().to_string()],
         )
         .await;
-        let member = args(&[("--cluster-secret-file", secret.display().to_string())]);
+        let mut member = args(&[("--cluster-secret-file", secret.display().to_string())]);
+        if setup == Setup::AgentFallback {
+            let agent_config = dir.path().join("agent.toml");
+            std::fs::write(&agent_config, &upstream_table).unwrap();
+            member.extend(["--config".into(), agent_config.display().to_string()]);
+        }
         let agent = Daemon::agent_with(&supernode, &upstreams, &member).await;
+        if setup == Setup::AgentFallback {
+            supernode.kill();
+        }
         Rig {
             agent,
             supernode,
@@ -256,4 +289,28 @@ async fn skopeo_answers_the_challenge_with_its_credentials() {
         "{without}"
     );
     rig.assert_no_secret_in_logs();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_fallback_uses_its_own_credentials_and_checks_clients() {
+    let users = [SUPERNODE, ALICE];
+    let registry = Registry::start_with_auth(RegistryAuth::Htpasswd(&users)).await;
+    let push = authorized_client(&basic_authorization(SUPERNODE.0, SUPERNODE.1));
+    let dir = shoal_tests::tmp::dir("shoal-private-");
+    let rig = Rig::start_as(Setup::AgentFallback, registry, push, dir).await;
+    rig.check(&[
+        ("anonymous", anonymous()),
+        (
+            "wrong password",
+            client_with_basic_auth(ALICE.0, "not-her-password"),
+        ),
+    ])
+    .await;
+    let log = rig.agent.log();
+    assert!(
+        log.contains("fetching the manifest from the upstream directly")
+            && log.contains("asking the upstream directly"),
+        "the agent did not fall back to the upstream:\n{}",
+        rig.agent.log_tail()
+    );
 }

@@ -7,7 +7,11 @@
 //! credentials (or their absence) are checked against the upstream: the
 //! agent asks the supernode (`GET /api/v1/access`, `docs/API.md`), which
 //! sends a `HEAD` of the requested manifest or blob upstream with the
-//! client's credentials only ([`Upstream::check_access`]).
+//! client's credentials only ([`Upstream::check_access`]). When the
+//! supernode cannot answer (down, unreachable, failing with a 5xx), an
+//! agent that fetches from the upstream directly (with the swarm on) makes
+//! that `HEAD` itself ([`ask_upstream`]): a supernode outage neither opens
+//! private content nor locks out admitted clients.
 //!
 //! Verdicts are cached for [`VERDICT_TTL`] per client credentials, upstream
 //! and repository, at the agent and at the supernode, so a pull costs one
@@ -37,7 +41,7 @@ use shoal_proto::RepoName;
 
 use crate::registry::RegistryError;
 use crate::supernode_client::SupernodeClient;
-use crate::upstream::AccessTarget;
+use crate::upstream::{AccessTarget, Upstream, UpstreamError};
 
 pub use tokens::{ClientTokens, TOKEN_PATH, TOKEN_TTL, challenge, token_body};
 
@@ -248,20 +252,25 @@ impl Verdicts {
     }
 }
 
-/// The agent's access checks, made through the supernode, and the tokens
-/// its realm issued.
+/// The agent's access checks, made through the supernode (or, when it
+/// cannot answer, directly with the upstream), and the tokens its realm
+/// issued.
 pub struct AccessControl {
     verdicts: Verdicts,
     supernode: SupernodeClient,
+    direct: HashMap<String, Upstream>,
     tokens: ClientTokens,
 }
 
 impl AccessControl {
-    /// Checks through `supernode`, caching verdicts for [`VERDICT_TTL`].
-    pub fn new(supernode: SupernodeClient) -> Self {
+    /// Checks through `supernode`, caching verdicts for [`VERDICT_TTL`];
+    /// `direct` holds the upstream clients asked when the supernode cannot
+    /// answer (none: such checks fail).
+    pub fn new(supernode: SupernodeClient, direct: HashMap<String, Upstream>) -> Self {
         AccessControl {
             verdicts: Verdicts::new(VERDICT_TTL),
             supernode,
+            direct,
             tokens: ClientTokens::default(),
         }
     }
@@ -283,10 +292,37 @@ impl AccessControl {
         let ask = || async {
             match self.supernode.access(upstream, repo, target, client).await {
                 Ok(()) => Ok(Verdict::Allowed),
+                Err(e) if e.status.is_server_error() => match self.direct.get(upstream) {
+                    Some(direct) => {
+                        tracing::warn!(%upstream, %repo, error = %e,
+                            "supernode cannot check access; asking the upstream directly");
+                        ask_upstream(direct, repo, target, client).await
+                    }
+                    None => Err(e),
+                },
                 Err(e) => Verdict::from_error(e),
             }
         };
         self.verdicts.check(client, upstream, repo, ask).await
+    }
+}
+
+/// Asks `upstream` itself whether `client` may read `target` in `repo`
+/// ([`Upstream::check_access`], with the client's credentials only): a
+/// verdict, a 404 when `target` is not in `repo`, or why it cannot tell.
+pub async fn ask_upstream(
+    upstream: &Upstream,
+    repo: &RepoName,
+    target: &AccessTarget,
+    client: &ClientAuth,
+) -> Result<Verdict, RegistryError> {
+    match upstream.check_access(repo, target, client.header()).await {
+        Ok(()) => Ok(Verdict::Allowed),
+        Err(UpstreamError::NotFound) => Err(match target {
+            AccessTarget::Manifest(r) => RegistryError::manifest_unknown(r),
+            AccessTarget::Blob(d) => RegistryError::blob_unknown(d),
+        }),
+        Err(e) => Verdict::from_error(e.into()),
     }
 }
 
