@@ -118,6 +118,15 @@ impl Rig {
         ]
     }
 
+    /// With the fault at `path` cleared, `blob` comes through verified and
+    /// both daemons store it.
+    async fn recovers(&self, path: &str, blob: &Blob) {
+        self.up.clear(path);
+        let got = self.get_blob(blob).await;
+        assert!(got.is_verified(blob), "{got:?}");
+        self.assert_stored(blob, true);
+    }
+
     fn assert_stored(&self, blob: &Blob, want: bool) {
         for (name, dir) in self.stores() {
             let path = stored_blob(&dir, &blob.digest);
@@ -203,10 +212,7 @@ async fn truncated_blob_is_never_served_complete_nor_stored() {
     rig.wait_tmp_empty().await;
     rig.assert_stored(&layer, false);
 
-    rig.up.clear(&path);
-    let got = rig.get_blob(&layer).await;
-    assert!(got.is_verified(&layer), "{got:?}");
-    rig.assert_stored(&layer, true);
+    rig.recovers(&path, &layer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,10 +646,7 @@ async fn daemons_killed_mid_write_leave_nothing_that_looks_complete() {
     }
     rig.assert_stored(&layer, false);
 
-    rig.up.clear(&path);
-    let got = rig.get_blob(&layer).await;
-    assert!(got.is_verified(&layer), "{got:?}");
-    rig.assert_stored(&layer, true);
+    rig.recovers(&path, &layer).await;
 }
 
 /// No open proxy through redirects: upstreams named by a public-looking
