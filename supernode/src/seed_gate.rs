@@ -56,7 +56,10 @@ struct State {
 #[derive(Debug)]
 struct Blob {
     policy: SuperSeed,
-    pieces: u32,
+    /// Pieces the supernode holds (its length is the blob's piece count):
+    /// the first `held_prefix`, as it fetches a blob in order.
+    held: Bitfield,
+    held_prefix: u32,
     /// Peers the policy knows for this blob.
     peers: HashSet<PeerId>,
     used: u64,
@@ -125,7 +128,8 @@ impl SeedGate {
     }
 
     /// Copies of each piece of `digest` delivered so far, if it has state.
-    pub fn delivered(&self, digest: &Digest) -> Option<Vec<u32>> {
+    #[cfg(test)]
+    fn delivered(&self, digest: &Digest) -> Option<Vec<u32>> {
         let st = self.state.lock().expect("seed gate lock");
         st.blobs.get(digest).map(|b| b.policy.delivered().to_vec())
     }
@@ -145,7 +149,11 @@ impl State {
     fn blob(&mut self, config: &SuperSeedConfig, digest: &Digest, pieces: u32) -> &mut Blob {
         self.clock += 1;
         let used = self.clock;
-        if self.blobs.get(digest).is_none_or(|b| b.pieces != pieces) {
+        if self
+            .blobs
+            .get(digest)
+            .is_none_or(|b| b.held.len() != pieces)
+        {
             if self.blobs.len() >= MAX_BLOBS
                 && !self.blobs.contains_key(digest)
                 && let Some(old) = self
@@ -160,7 +168,8 @@ impl State {
                 *digest,
                 Blob {
                     policy: SuperSeed::new(config.clone(), pieces),
-                    pieces,
+                    held: Bitfield::new(pieces),
+                    held_prefix: 0,
                     peers: HashSet::new(),
                     used,
                 },
@@ -176,20 +185,21 @@ impl ServeGate for SeedGate {
     fn admit(&self, peer: SocketAddr, map: &PieceMap, index: u32) -> Result<(), PieceResponse> {
         let now = self.now();
         let count = map.piece_count();
-        // The supernode fetches a blob in order: it holds exactly the
-        // pieces whose hashes it knows.
-        let mut held = Bitfield::new(count);
-        for i in 0..(map.pieces.len() as u32).min(count) {
-            held.set(i);
-        }
         let mut st = self.state.lock().expect("seed gate lock");
         let id = st.id(peer);
         let blob = st.blob(&self.config, &map.digest, count);
+        // The supernode fetches a blob in order: it holds exactly the
+        // pieces whose hashes it knows.
+        let known = (map.pieces.len() as u32).min(count);
+        while blob.held_prefix < known {
+            blob.held.set(blob.held_prefix);
+            blob.held_prefix += 1;
+        }
         if blob.peers.insert(id) {
             blob.policy
                 .on_peer_connected(now, id, &Bitfield::new(count), 1.0);
         }
-        match blob.policy.admit(now, id, index, &held) {
+        match blob.policy.admit(now, id, index, &blob.held) {
             Admission::Allow => Ok(()),
             Admission::Reject(Rejection::Busy) => Err(PieceResponse::Busy),
             Admission::Reject(Rejection::NotHeld) => Err(PieceResponse::NotHave),
