@@ -141,9 +141,12 @@ async fn supernode_outage_falls_back_to_the_upstream_and_restart_reuses_the_stor
         image(0x5e_ed0d),
         &SwarmOptions {
             agents: 2,
-            // 32 MiB at 2 MiB/s: the supernode seeds for 16 s; it has the
-            // blobs from the (uncapped) upstream long before.
-            seed_rate: Some("2MiB".into()),
+            // 32 MiB at 1 MiB/s: the supernode seeds for 32 s (its
+            // seeding policy sends each piece once), leaving time to see
+            // the pulls under way on a loaded machine; it has the blobs
+            // from the (uncapped) upstream long before. The kill comes as
+            // soon as that is seen, so the cap does not lengthen the test.
+            seed_rate: Some("1MiB".into()),
             ..SwarmOptions::default()
         },
     )
