@@ -93,6 +93,17 @@ impl PieceProvider for NoPieces {
 /// (the text of a secret file) that serves nothing: the client side of a
 /// test. It is not yet running its accept loop.
 pub fn asking_endpoint(contents: &str) -> P2pEndpoint {
+    member_endpoint(contents, None)
+}
+
+/// Like [`asking_endpoint`], also delivering what peers send on their
+/// `have` streams (and connection events) to the returned receiver.
+pub fn listening_endpoint(contents: &str) -> (P2pEndpoint, mpsc::Receiver<PeerEvent>) {
+    let (tx, rx) = mpsc::channel(1024);
+    (member_endpoint(contents, Some(tx)), rx)
+}
+
+fn member_endpoint(contents: &str, events: Option<mpsc::Sender<PeerEvent>>) -> P2pEndpoint {
     crate::http::install_crypto_provider();
     let secret = ClusterSecret::from_file_contents(contents.as_bytes()).expect("secret");
     let tls = ClusterTls::new(&secret).expect("cluster tls");
@@ -101,9 +112,9 @@ pub fn asking_endpoint(contents: &str) -> P2pEndpoint {
         P2pConfig::with_listen("127.0.0.1:0".parse().unwrap()),
         &tls,
         server,
-        None,
+        events,
     )
-    .expect("bind asking endpoint")
+    .expect("bind member endpoint")
 }
 
 /// A lying member of the swarm; see the module documentation. Stops (and

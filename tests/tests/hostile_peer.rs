@@ -19,6 +19,11 @@
 //!   member asks an agent for pieces past a blob's last piece and of a blob
 //!   it does not know: `NoSuchPiece` and `NotHave`, counted in
 //!   `shoal_agent_piece_requests_refused_total`; the agent still serves.
+//! - `a_complete_agent_answers_only_bitfields_that_lack_pieces`: an agent
+//!   holding a blob answers a member's bitfield that lacks pieces with its
+//!   own full one, once, and a full bitfield not at all (two complete
+//!   agents answering each other's bitfields went on for ever, which in a
+//!   50-node fanout cost a third of the machine's CPU).
 //! - `thousands_of_streams_are_limited_and_other_transfers_complete`: a
 //!   member fires 2000 piece requests at an agent at once. quinn lets at
 //!   most `max_concurrent_bidi_streams` of them be open, the upload cap
@@ -29,12 +34,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use shoal_agent::p2p::{FetchError, P2pEndpoint};
+use shoal_agent::p2p::{FetchError, P2pEndpoint, PeerEvent};
 use shoal_agent::supernode_client::SupernodeClient;
-use shoal_proto::wire::ErrorCode;
-use shoal_proto::{Digest, PieceMap};
+use shoal_proto::wire::{ErrorCode, HaveMessage};
+use shoal_proto::{Bitfield, Digest, PieceMap};
 use shoal_tests::cluster::REPO;
-use shoal_tests::fake_peer::{FakePeer, Lie, asking_endpoint, complete_map};
+use shoal_tests::fake_peer::{FakePeer, Lie, asking_endpoint, complete_map, listening_endpoint};
 use shoal_tests::image::TestImage;
 use shoal_tests::lock;
 use shoal_tests::metrics::labelled;
@@ -247,6 +252,69 @@ async fn requests_beyond_bounds_get_errors_and_the_agent_stays_healthy() {
         .unwrap()
         .status();
     assert!(status.is_success(), "healthz: {status}");
+}
+
+/// The bitfields `peer` sends about `digest` within `quiet` after the
+/// last one.
+async fn bitfields_from(
+    events: &mut tokio::sync::mpsc::Receiver<PeerEvent>,
+    peer: std::net::SocketAddr,
+    digest: Digest,
+    quiet: Duration,
+) -> Vec<Bitfield> {
+    let mut got = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(quiet, events.recv()).await {
+        if let PeerEvent::Have {
+            peer: from,
+            msg: HaveMessage::Bitfield { digest: d, bits },
+        } = ev
+            && from == peer
+            && d == digest
+        {
+            got.push(bits);
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_agent_answers_only_bitfields_that_lack_pieces() {
+    let _heavy = lock::heavy().await;
+    let c = one_agent_holds_the_image(amd64_image(0xb17f_1e1d, 47, &[2]), 1).await;
+    let addr = c.agents[0].p2p_addr().expect("agent p2p address");
+    let layer = c.image.platform("amd64").layers[0].digest.clone();
+    let map = piece_map(&c, &layer).await;
+    let (member, mut events) = listening_endpoint(SECRET);
+    let run = member.clone();
+    tokio::spawn(async move { run.run(std::future::pending()).await });
+    let quiet = Duration::from_secs(3);
+
+    let full = HaveMessage::Bitfield {
+        digest: map.digest,
+        bits: Bitfield::full(map.piece_count()),
+    };
+    member
+        .send_have(addr, &full)
+        .await
+        .expect("send full bitfield");
+    let answers = bitfields_from(&mut events, addr, map.digest, quiet).await;
+    assert!(
+        answers.is_empty(),
+        "a full bitfield was answered {} times",
+        answers.len()
+    );
+
+    let lacking = HaveMessage::Bitfield {
+        digest: map.digest,
+        bits: Bitfield::new(map.piece_count()),
+    };
+    member
+        .send_have(addr, &lacking)
+        .await
+        .expect("send empty bitfield");
+    let answers = bitfields_from(&mut events, addr, map.digest, quiet).await;
+    assert_eq!(answers.len(), 1, "one answer to a bitfield lacking pieces");
+    assert!(answers[0].is_complete(), "the agent holds the whole blob");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

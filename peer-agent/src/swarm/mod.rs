@@ -223,11 +223,16 @@ impl Swarm {
     }
 
     /// Keeps what a peer said about a blob with no download running here,
-    /// for a download that starts later; answers at once for complete
-    /// blobs.
+    /// for a download that starts later; answers a peer that lacks pieces
+    /// of a blob held complete here.
+    ///
+    /// A complete bitfield gets no answer: its sender needs nothing, and
+    /// two complete agents answering each other's bitfields would go on
+    /// for ever (each answer is a bitfield too).
     fn remember_early(&self, peer: SocketAddr, msg: &HaveMessage) {
         let digest = *msg.digest();
-        if let HaveMessage::Bitfield { .. } = msg
+        if let HaveMessage::Bitfield { bits, .. } = msg
+            && !bits.is_complete()
             && self.answer_complete(peer, digest)
         {
             return;
