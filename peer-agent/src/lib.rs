@@ -24,6 +24,7 @@
 
 pub mod access;
 pub mod agent;
+mod buffers;
 pub mod config;
 pub mod daemon;
 pub mod fetch;

@@ -13,14 +13,13 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use shoal_proto::{Digest, PieceMap};
 
+use crate::buffers::BufferPool;
 use crate::fetch::Fetcher;
 use crate::p2p::PieceProvider;
 
 /// Stored blobs whose piece maps are kept decoded; past this many the
 /// cache starts afresh.
 const MAX_CACHED_MAPS: usize = 1024;
-/// Bytes of piece buffers kept for reuse once sent.
-const POOL_BYTES: usize = 32 << 20;
 
 /// A [`PieceProvider`] over a [`Fetcher`] and its content store.
 ///
@@ -56,7 +55,7 @@ impl FetcherPieces {
         FetcherPieces {
             fetcher,
             maps: Mutex::default(),
-            pool: Arc::default(),
+            pool: crate::buffers::shared().clone(),
         }
     }
 
@@ -130,81 +129,12 @@ impl PieceProvider for FetcherPieces {
                 // piece map, or as part of the whole-blob digest); the
                 // receiver verifies them again against its map.
                 file.read_exact_at(&mut buf, range.start)?;
-                Ok(Bytes::from_owner(Pooled {
-                    buf,
-                    pool: pool.clone(),
-                }))
+                Ok(pool.lend(buf))
             })
             .await
             .map_err(io::Error::other)?
         }
         .boxed()
-    }
-}
-
-/// Piece buffers that go back to the pool when the last [`Bytes`] view of
-/// them is dropped, up to `max_bytes` of capacity held.
-struct BufferPool {
-    free: Mutex<Free>,
-    max_bytes: usize,
-}
-
-#[derive(Default)]
-struct Free {
-    bufs: Vec<Vec<u8>>,
-    /// Capacity of `bufs`, summed.
-    bytes: usize,
-}
-
-impl Default for BufferPool {
-    fn default() -> Self {
-        BufferPool {
-            free: Mutex::default(),
-            max_bytes: POOL_BYTES,
-        }
-    }
-}
-
-impl BufferPool {
-    /// A buffer of `len` bytes (contents unspecified: the caller fills it).
-    fn take(&self, len: usize) -> Vec<u8> {
-        let reused = {
-            let mut free = self.free.lock().expect("lock");
-            let buf = free.bufs.pop();
-            if let Some(b) = &buf {
-                free.bytes -= b.capacity();
-            }
-            buf
-        };
-        let mut buf = reused.unwrap_or_default();
-        buf.resize(len, 0);
-        buf
-    }
-
-    fn give(&self, buf: Vec<u8>) {
-        let mut free = self.free.lock().expect("lock");
-        if free.bytes + buf.capacity() <= self.max_bytes {
-            free.bytes += buf.capacity();
-            free.bufs.push(buf);
-        }
-    }
-}
-
-/// A buffer lent out as [`Bytes`].
-struct Pooled {
-    buf: Vec<u8>,
-    pool: Arc<BufferPool>,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        self.pool.give(std::mem::take(&mut self.buf));
     }
 }
 
@@ -256,35 +186,4 @@ pub fn bind_p2p(
         events,
     )
     .with_context(|| format!("cannot listen for peers on {}", opts.listen))
-}
-
-#[cfg(test)]
-mod pool_tests {
-    use super::*;
-
-    /// A buffer comes back when its last view is dropped and is lent
-    /// again (same allocation), and the pool keeps no more than its cap.
-    #[test]
-    fn buffers_return_when_the_last_view_drops_up_to_the_cap() {
-        let pool = Arc::new(BufferPool {
-            free: Mutex::default(),
-            max_bytes: 1024,
-        });
-        let buf = pool.take(1000);
-        let ptr = buf.as_ptr();
-        let bytes = Bytes::from_owner(Pooled {
-            buf,
-            pool: pool.clone(),
-        });
-        let view = bytes.slice(10..20);
-        drop(bytes);
-        assert_eq!(pool.free.lock().unwrap().bufs.len(), 0, "a view is alive");
-        drop(view);
-        assert_eq!(pool.free.lock().unwrap().bytes, 1000);
-        let again = pool.take(800);
-        assert_eq!((again.as_ptr(), again.len()), (ptr, 800));
-        // Over the cap: dropped, not kept.
-        pool.give(vec![0; 2000]);
-        assert_eq!(pool.free.lock().unwrap().bytes, 0);
-    }
 }

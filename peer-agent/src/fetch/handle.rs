@@ -1,8 +1,9 @@
 //! [`BlobHandle`] and its in-order reader, which follows a running
 //! download's `written` watermark and reads the file in 4 MiB chunks.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -125,30 +126,24 @@ impl Tail {
         };
         let pos = self.pos;
         let (file, res) = tokio::task::spawn_blocking(move || {
-            let mut f = file;
-            // `read_to_end` fills the spare capacity without zeroing it first.
-            let mut buf = Vec::with_capacity(want);
-            let res = f
-                .seek(SeekFrom::Start(pos))
-                .and_then(|_| (&mut f).take(want as u64).read_to_end(&mut buf))
-                .and_then(|n| {
-                    if n == want {
-                        Ok(buf)
-                    } else {
-                        Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("blob file ended {} bytes early", want - n),
-                        ))
-                    }
-                });
-            (f, res)
+            let pool = crate::buffers::shared();
+            let mut buf = pool.take(want);
+            let res = match file.read_exact_at(&mut buf, pos) {
+                Ok(()) => Ok(pool.lend(buf)),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("blob file ended before byte {}", pos + want as u64),
+                )),
+                Err(e) => Err(e),
+            };
+            (file, res)
         })
         .await
         .map_err(io::Error::other)?;
         self.file = Some(file);
         let buf = res?;
         self.pos += buf.len() as u64;
-        Ok(Some(Bytes::from(buf)))
+        Ok(Some(buf))
     }
 
     /// Opens the download's temporary file, or the stored blob if the

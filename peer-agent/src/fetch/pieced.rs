@@ -282,14 +282,8 @@ impl PieceTask {
         };
         let (hasher, res) = tokio::task::spawn_blocking(move || {
             let mut hasher = hasher;
-            let res = (|| {
-                let mut at = offset;
-                for c in &chunks {
-                    file.write_all_at(c, at)?;
-                    at += c.len() as u64;
-                }
-                meta.mark(index)
-            })();
+            let res = crate::p2p::client::write_chunks_at(&file, &chunks, offset)
+                .and_then(|()| meta.mark(index));
             if res.is_ok()
                 && let Some(h) = &mut hasher
             {

@@ -49,10 +49,13 @@ pub enum FetchError {
         reason: String,
     },
     /// The peer did not answer or stalled beyond the I/O timeout.
-    #[error("peer {peer} timed out")]
+    #[error("peer {peer} timed out {stage}")]
     Timeout {
         /// The peer.
         peer: SocketAddr,
+        /// What was awaited: opening the stream, sending the request,
+        /// the response header, or the piece's bytes.
+        stage: &'static str,
     },
     /// The peer does not hold the piece.
     #[error("peer {peer} does not have the piece")]
@@ -109,7 +112,7 @@ impl FetchError {
             FetchError::NoSuchPiece { .. } => None,
             FetchError::Connect { peer, .. }
             | FetchError::Transport { peer, .. }
-            | FetchError::Timeout { peer }
+            | FetchError::Timeout { peer, .. }
             | FetchError::NotHave { peer }
             | FetchError::Busy { peer }
             | FetchError::Redirect { peer, .. }
@@ -181,14 +184,36 @@ impl VerifiedPiece {
     /// chunk by chunk without gathering it first. Blocking: call it from
     /// `spawn_blocking`.
     pub fn write_at(&self, file: &std::fs::File, offset: u64) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let mut at = offset;
-        for c in &self.chunks {
-            file.write_all_at(c, at)?;
-            at += c.len() as u64;
-        }
-        Ok(())
+        write_chunks_at(file, &self.chunks, offset)
     }
+}
+
+/// Writes `chunks`, in order, into `file` at `offset` with one `pwritev`
+/// (more only if the kernel writes part). One call per piece rather than
+/// one per transport chunk: chunks end mid-block, and each partial-block
+/// write into a hole makes the file system zero the rest of the block
+/// first. Blocking.
+pub fn write_chunks_at(file: &std::fs::File, chunks: &[Bytes], offset: u64) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = chunks
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| io::IoSlice::new(c))
+        .collect();
+    let mut rest = &mut slices[..];
+    let mut at = offset;
+    while !rest.is_empty() {
+        // The kernel takes at most IOV_MAX (1024) slices per call.
+        let n = rest.len().min(1024);
+        let written = match rustix::io::pwritev(file, &rest[..n], at) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(w) => w,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        at += written as u64;
+        io::IoSlice::advance_slices(&mut rest, written);
+    }
+    Ok(())
 }
 
 /// Requests piece `index` of `map` on `conn` and verifies it.
@@ -205,11 +230,11 @@ pub(crate) async fn request_piece(
         peer,
         reason: e.to_string(),
     };
-    let timed_out = |_| FetchError::Timeout { peer };
+    let timed_out = |stage| move |_| FetchError::Timeout { peer, stage };
 
     let (mut send, mut recv) = tokio::time::timeout(timeout, conn.open_bi())
         .await
-        .map_err(timed_out)?
+        .map_err(timed_out("opening a stream"))?
         .map_err(|e| transport(&e))?;
     let mut header = Vec::with_capacity(48);
     let req = PieceRequest {
@@ -219,7 +244,7 @@ pub(crate) async fn request_piece(
     encode_frame(&req, &mut header).expect("a request header always fits");
     tokio::time::timeout(timeout, send.write_all(&header))
         .await
-        .map_err(timed_out)?
+        .map_err(timed_out("sending the request"))?
         .map_err(|e| transport(&e))?;
     let _ = send.finish();
 
@@ -228,7 +253,10 @@ pub(crate) async fn request_piece(
         .header(&mut recv, timeout)
         .await
         .map_err(|e| match e {
-            ReadFrameError::Timeout => FetchError::Timeout { peer },
+            ReadFrameError::Timeout => FetchError::Timeout {
+                peer,
+                stage: "awaiting the response",
+            },
             ReadFrameError::Read(e) => transport(&e),
             e => FetchError::Protocol {
                 peer,
@@ -277,7 +305,7 @@ pub(crate) async fn request_piece(
         let want = (expected - got).min(CHUNK as u64) as usize;
         let chunk = tokio::time::timeout(timeout, recv.read_chunk(want, true))
             .await
-            .map_err(timed_out)?
+            .map_err(timed_out("receiving the piece"))?
             .map_err(|e| transport(&e))?;
         let Some(chunk) = chunk else {
             return Err(FetchError::Protocol {
