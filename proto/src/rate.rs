@@ -70,6 +70,13 @@ impl TokenBucket {
         self.debt_delay()
     }
 
+    /// Gives back `n` bytes reserved earlier but not sent after all (a
+    /// request that was refused before any byte came), up to the burst.
+    pub fn refund(&mut self, n: u64, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens + i128::from(n)).min(i128::from(self.burst));
+    }
+
     /// Takes `n` bytes only if the balance covers them now.
     pub fn try_take(&mut self, n: u64, now: Instant) -> bool {
         self.refill(now);
@@ -118,6 +125,18 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_refund_pays_off_debt_but_never_beyond_the_burst() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1000, 500, t0);
+        assert_eq!(b.reserve(1500, t0), 1000 * MS);
+        b.refund(1000, t0);
+        assert_eq!(b.balance(t0), 0);
+        assert_eq!(b.reserve(100, t0), 100 * MS, "the refunded debt is gone");
+        b.refund(10_000, t0);
+        assert_eq!(b.balance(t0), 500);
+    }
 
     #[test]
     fn starts_full_and_refills_at_rate() {

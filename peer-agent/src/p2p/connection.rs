@@ -35,13 +35,13 @@ impl PeerConnection {
         self.conn.close_reason().is_none()
     }
 
-    /// Sends a `have` update to the peer (see [`HaveMessage`] for the
-    /// order: bitfield first on each connection).
-    pub async fn send_have(&self, msg: &HaveMessage) -> Result<(), HaveSendError> {
+    /// Sends `have` updates to the peer, in one write (see [`HaveMessage`]
+    /// for the order: bitfield first on each connection).
+    pub async fn send_haves(&self, msgs: &[HaveMessage]) -> Result<(), HaveSendError> {
         self.have
             .lock()
             .await
-            .send(&self.conn, msg, self.config.io_timeout)
+            .send(&self.conn, msgs, self.config.io_timeout)
             .await
     }
 

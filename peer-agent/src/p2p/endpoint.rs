@@ -120,6 +120,7 @@ impl P2pEndpoint {
                 addr: config.listen,
                 source,
             })?;
+        size_socket_buffers(&socket);
         // What peers may send us; with the transport's MTU discovery
         // bound, packets grow to what the path carries.
         let mut ep_config = quinn::EndpointConfig::default();
@@ -260,7 +261,21 @@ impl P2pEndpoint {
         let timeout = self.inner.config.io_timeout;
         let connect_err = |source| FetchError::Connect { peer, source };
         let (pc, reused) = self.connect_inner(peer).await.map_err(connect_err)?;
-        match request_piece(&pc.conn, peer, map, index, timeout).await {
+        let first = request_piece(&pc.conn, peer, map, index, timeout).await;
+        if let Err(FetchError::Timeout { .. }) = &first {
+            let st = pc.conn.stats();
+            tracing::debug!(
+                %peer,
+                rtt = ?pc.conn.rtt(),
+                cwnd = st.path.cwnd,
+                mtu = st.path.current_mtu,
+                lost = st.path.lost_packets,
+                congestion_events = st.path.congestion_events,
+                sent = st.path.sent_packets,
+                "piece request timed out"
+            );
+        }
+        match first {
             Err(FetchError::Transport { .. } | FetchError::Timeout { .. })
                 if reused && !pc.is_open() =>
             {
@@ -278,7 +293,16 @@ impl P2pEndpoint {
         peer: SocketAddr,
         msg: &HaveMessage,
     ) -> Result<(), HaveSendError> {
-        self.connect(peer).await?.send_have(msg).await
+        self.send_haves(peer, std::slice::from_ref(msg)).await
+    }
+
+    /// Sends `have` updates to `peer` in one write, connecting if needed.
+    pub async fn send_haves(
+        &self,
+        peer: SocketAddr,
+        msgs: &[HaveMessage],
+    ) -> Result<(), HaveSendError> {
+        self.connect(peer).await?.send_haves(msgs).await
     }
 
     /// Peers with an open cached connection.
@@ -338,5 +362,24 @@ impl Inner {
             drop(cached);
             peers.remove(&pc.peer);
         }
+    }
+}
+
+/// Kernel buffer asked for each direction of the UDP socket.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Enlarges the socket's kernel buffers: at the default (about 200 KiB) a
+/// node that is busy for a few milliseconds overflows its receive buffer,
+/// and QUIC takes the dropped datagrams for congestion, shrinking every
+/// connection's window. The privileged (`…FORCE`) variant is tried first,
+/// so root is not held to `net.core.rmem_max`; failure costs only speed.
+fn size_socket_buffers(socket: &std::net::UdpSocket) {
+    use rustix::net::sockopt;
+    let recv = sockopt::set_socket_recv_buffer_size_force(socket, SOCKET_BUFFER)
+        .or_else(|_| sockopt::set_socket_recv_buffer_size(socket, SOCKET_BUFFER));
+    let send = sockopt::set_socket_send_buffer_size_force(socket, SOCKET_BUFFER)
+        .or_else(|_| sockopt::set_socket_send_buffer_size(socket, SOCKET_BUFFER));
+    if let Err(e) = recv.and(send) {
+        tracing::debug!(error = %e, "cannot enlarge the UDP socket buffers");
     }
 }

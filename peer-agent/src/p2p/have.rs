@@ -67,18 +67,23 @@ pub(crate) struct HaveSender {
 }
 
 impl HaveSender {
-    /// Checks `msg` against the order, then writes it, opening the stream
-    /// first if needed.
+    /// Checks `msgs` against the order, then writes them in one go (one
+    /// QUIC packet for a few updates, not one each), opening the stream
+    /// first if needed. Nothing is sent if any of them is out of order.
     pub(crate) async fn send(
         &mut self,
         conn: &Connection,
-        msg: &HaveMessage,
+        msgs: &[HaveMessage],
         timeout: Duration,
     ) -> Result<(), HaveSendError> {
         let mut frame = Vec::new();
-        encode_frame(msg, &mut frame).map_err(|e| HaveSendError::Transport(e.to_string()))?;
+        let mut seq = self.seq.clone();
+        for msg in msgs {
+            encode_frame(msg, &mut frame).map_err(|e| HaveSendError::Transport(e.to_string()))?;
+            seq.check(msg)?;
+        }
         // A failed write below drops the stream and this order state with it.
-        self.seq.check(msg)?;
+        self.seq = seq;
         let result = async {
             if self.stream.is_none() {
                 let s = tokio::time::timeout(timeout, conn.open_uni())

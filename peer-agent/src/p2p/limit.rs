@@ -41,6 +41,15 @@ impl RateLimiter {
             .set_rate(bytes_per_sec, now);
     }
 
+    /// Gives back `n` bytes acquired for a transfer that did not happen.
+    pub fn refund(&self, n: u64) {
+        let now = Instant::now().into_std();
+        self.bucket
+            .lock()
+            .expect("rate limiter poisoned")
+            .refund(n, now);
+    }
+
     /// Waits until `n` more bytes may be sent.
     pub async fn acquire(&self, n: u64) {
         let now = Instant::now();

@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use super::tracker::AnnounceError;
 use super::{BYTES_RECEIVED, BlobRef, PEERS_DROPPED, PIECES_REJECTED, PIECES_VERIFIED, Swarm};
 use crate::fetch::{FetchError, PieceTask};
-use crate::p2p::{self, VerifiedPiece};
+use crate::p2p::{self, RateLimiter, VerifiedPiece};
 use crate::registry::RegistryError;
 use crate::supernode_client::PieceMapView;
 
@@ -64,12 +64,20 @@ const SEED: PeerId = PeerId(0);
 /// the moment between evicting a blob and saying so). Without this, a
 /// liar that keeps re-sending its bitfield is asked again and again.
 const MAX_NOT_HELD: u32 = 8;
+/// `have`s of newly verified pieces wait up to this long to go out
+/// together: one message per peer and batch instead of one per piece, which
+/// in a 50-node swarm was a QUIC packet (and its acknowledgement) per
+/// piece per peer. The delay is small beside a piece's transfer time.
+const HAVE_BATCH: Duration = Duration::from_millis(200);
 
 /// The result of one piece request.
 struct Outcome {
     peer: PeerId,
     piece: u32,
     result: Result<VerifiedPiece, p2p::FetchError>,
+    /// Time spent waiting for the download cap, then on the request.
+    waited: Duration,
+    took: Duration,
 }
 
 /// A peer as the driver knows it.
@@ -115,6 +123,12 @@ struct Running {
     seed_retries: u32,
     /// Claimed pieces each peer refused as not held (see [`MAX_NOT_HELD`]).
     not_held: HashMap<SocketAddr, u32>,
+    /// Verified pieces whose `have`s wait for the batch to go out, and
+    /// when it goes.
+    unsent_haves: Vec<u32>,
+    haves_due: Option<Instant>,
+    /// The `have` updates to send, in order (see [`send_in_order`]).
+    have_queue: mpsc::UnboundedSender<Vec<(SocketAddr, Vec<HaveMessage>)>>,
 }
 
 impl Driver {
@@ -185,6 +199,9 @@ impl Driver {
             stalls: 0,
             seed_retries: 0,
             not_held: HashMap::new(),
+            unsent_haves: Vec::new(),
+            haves_due: None,
+            have_queue: send_in_order(self.swarm.endpoint.clone()),
         };
         r.add_seed();
         for (addr, bits) in self.swarm.take_early(&self.blob.digest) {
@@ -263,6 +280,7 @@ impl Running {
                 }
             }
             if self.dl.is_complete() && self.complete_map {
+                self.send_haves();
                 let aborted = self.requests.len();
                 for (_, h) in self.requests.drain() {
                     h.abort();
@@ -312,6 +330,7 @@ impl Running {
                     self.dl.handle_timeout(now);
                 }
                 () = tokio::time::sleep_until(stall_at) => self.http_fallback().await?,
+                () = sleep_until_some(self.haves_due) => self.send_haves(),
                 // Wakes the loop for the next announce (started at the top).
                 () = tokio::time::sleep_until(next_announce), if announce.is_none() && has_tracker => {}
             }
@@ -405,12 +424,7 @@ impl Running {
             digest: self.blob.digest,
             bits: self.dl.have().clone(),
         };
-        let endpoint = self.swarm.endpoint.clone();
-        tokio::spawn(async move {
-            if let Err(e) = endpoint.send_have(addr, &msg).await {
-                tracing::debug!(peer = %addr, error = %e, "cannot send bitfield");
-            }
-        });
+        let _ = self.have_queue.send(vec![(addr, vec![msg])]);
     }
 
     fn event(&mut self, ev: PeerEvent) {
@@ -510,18 +524,35 @@ impl Running {
         );
         let limiter = self.swarm.limiter.clone();
         let handle = tokio::spawn(async move {
-            if let Some(l) = &limiter
+            // The download cap is spent on pieces asked for; a request
+            // cancelled before it went out, or answered without a body
+            // (busy, redirect, not held), gives its bytes back.
+            let asked = Instant::now();
+            let mut spent = None;
+            if let Some(l) = limiter
                 && piece < map.piece_count()
             {
                 let r = map.piece_range(piece);
-                l.acquire(r.end - r.start).await;
+                let b = Budget::new(l, r.end - r.start);
+                b.limiter.acquire(b.bytes).await;
+                spent = Some((b.limiter.clone(), b.bytes));
+                b.spend();
             }
+            let sent = Instant::now();
             let result = endpoint.fetch_piece(addr, &map, piece).await;
+            let (waited, took) = (sent - asked, sent.elapsed());
+            if let Some((l, bytes)) = spent
+                && no_body(&result)
+            {
+                l.refund(bytes);
+            }
             let _ = tx
                 .send(Outcome {
                     peer,
                     piece,
                     result,
+                    waited,
+                    took,
                 })
                 .await;
         });
@@ -533,6 +564,7 @@ impl Running {
         match o.result {
             Ok(piece) => {
                 let len = piece.len();
+                tracing::trace!(peer = ?o.peer, piece = o.piece, waited = ?o.waited, took = ?o.took, "piece received");
                 let fresh = self
                     .task
                     .put_piece(o.piece, piece.chunks().to_vec())
@@ -553,7 +585,7 @@ impl Running {
             }
             Err(e) => {
                 let now = self.now();
-                tracing::debug!(peer = ?o.peer, piece = o.piece, error = %e, "piece request failed");
+                tracing::debug!(peer = ?o.peer, piece = o.piece, waited = ?o.waited, took = ?o.took, error = %e, "piece request failed");
                 if e.is_misbehaviour() {
                     metrics::counter!(PIECES_REJECTED).increment(1);
                     self.dl.handle_piece_corrupt(now, o.peer, o.piece);
@@ -563,12 +595,22 @@ impl Running {
                             self.dl
                                 .handle_request_rejected(now, o.peer, o.piece, Rejection::Busy)
                         }
-                        p2p::FetchError::Redirect { hint, .. } => self.dl.handle_request_rejected(
-                            now,
-                            o.peer,
-                            o.piece,
-                            Rejection::Redirect { hint },
-                        ),
+                        p2p::FetchError::Redirect { hint, .. } => {
+                            // A seed pointing us at pieces we hold has a
+                            // wrong picture of ours: tell it again.
+                            if hint.iter().any(|&i| self.dl.have().get(i))
+                                && let Some(addr) = self.addrs.get(&o.peer).copied()
+                            {
+                                self.told.remove(&addr);
+                                self.tell(addr);
+                            }
+                            self.dl.handle_request_rejected(
+                                now,
+                                o.peer,
+                                o.piece,
+                                Rejection::Redirect { hint },
+                            )
+                        }
                         p2p::FetchError::NotHave { peer: addr } => {
                             self.dl.handle_request_rejected(
                                 now,
@@ -615,34 +657,114 @@ impl Running {
         }
     }
 
-    /// Bookkeeping for a newly written piece: metrics and `have`s.
+    /// Bookkeeping for a newly written piece: metrics, and its `have`
+    /// queued for the next batch.
     fn verified(&mut self, piece: u32) {
         self.last_progress = Instant::now();
         self.stalls = 0;
         metrics::counter!(PIECES_VERIFIED).increment(1);
-        // A peer known to hold the piece has no use for hearing that we
-        // do: it will not ask us for it. Each `have` skipped is a QUIC
-        // packet less to send, receive and acknowledge.
-        // The seed holds everything but is told anyway: it hands out the
-        // pieces fewest peers have.
-        let peers: Vec<SocketAddr> = self
+        self.unsent_haves.push(piece);
+        self.haves_due
+            .get_or_insert_with(|| Instant::now() + HAVE_BATCH);
+    }
+
+    /// Sends the queued `have`s, one write per peer.
+    fn send_haves(&mut self) {
+        self.haves_due = None;
+        let pieces = std::mem::take(&mut self.unsent_haves);
+        if pieces.is_empty() {
+            return;
+        }
+        // A peer known to hold a piece has no use for hearing that we do:
+        // it will not ask us for it. The seed holds everything but is told
+        // anyway: it hands out the pieces fewest peers have.
+        let digest = self.blob.digest;
+        let batches: Vec<(SocketAddr, Vec<HaveMessage>)> = self
             .told
             .iter()
-            .filter(|addr| {
-                Some(**addr) == self.seed
-                    || !self.peers.get(addr).is_some_and(|k| k.bits.get(piece))
+            .map(|addr| {
+                let known = self.peers.get(addr).filter(|_| Some(*addr) != self.seed);
+                let msgs = pieces
+                    .iter()
+                    .filter(|&&p| !known.is_some_and(|k| k.bits.get(p)))
+                    .map(|&index| HaveMessage::Have { digest, index })
+                    .collect();
+                (*addr, msgs)
             })
-            .copied()
+            .filter(|(_, msgs): &(SocketAddr, Vec<HaveMessage>)| !msgs.is_empty())
             .collect();
-        let endpoint = self.swarm.endpoint.clone();
-        let msg = HaveMessage::Have {
-            digest: self.blob.digest,
-            index: piece,
-        };
-        tokio::spawn(async move {
-            for p in peers {
-                let _ = endpoint.send_have(p, &msg).await;
-            }
-        });
+        let _ = self.have_queue.send(batches);
     }
+}
+
+/// Starts the task that sends a download's `have` updates: batches go out
+/// in the order queued (a bitfield always before the `have`s that follow
+/// it, which a peer would otherwise refuse as out of order), the peers of
+/// one batch concurrently. It ends once the queue's sender is dropped and
+/// the queue is empty.
+fn send_in_order(
+    endpoint: p2p::P2pEndpoint,
+) -> mpsc::UnboundedSender<Vec<(SocketAddr, Vec<HaveMessage>)>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(SocketAddr, Vec<HaveMessage>)>>();
+    tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            let sends = batch.into_iter().map(|(peer, msgs)| {
+                let endpoint = endpoint.clone();
+                async move {
+                    if let Err(e) = endpoint.send_haves(peer, &msgs).await {
+                        tracing::debug!(%peer, error = %e, "cannot send have updates");
+                    }
+                }
+            });
+            futures_util::future::join_all(sends).await;
+        }
+    });
+    tx
+}
+
+/// Sleeps until `at`, or forever if there is no deadline.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Download-cap bytes being acquired for one request: given back if the
+/// wait is abandoned (the request cancelled before it went out).
+struct Budget {
+    limiter: Arc<RateLimiter>,
+    bytes: u64,
+}
+
+impl Budget {
+    fn new(limiter: Arc<RateLimiter>, bytes: u64) -> Self {
+        Budget { limiter, bytes }
+    }
+
+    /// The request goes out: the bytes stay spent.
+    fn spend(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        self.limiter.refund(self.bytes);
+    }
+}
+
+/// Whether a request ended before any byte of the piece came (so the
+/// download cap was not used).
+fn no_body(result: &Result<VerifiedPiece, p2p::FetchError>) -> bool {
+    use p2p::FetchError as E;
+    matches!(
+        result,
+        Err(E::NoSuchPiece { .. }
+            | E::Connect { .. }
+            | E::NotHave { .. }
+            | E::Busy { .. }
+            | E::Redirect { .. }
+            | E::Refused { .. })
+    )
 }
