@@ -14,6 +14,12 @@ use crate::daemon::{Daemon, DaemonError};
 use crate::metrics;
 use crate::units::Rate;
 
+/// Worker threads of each agent (`--worker-threads`). Every agent stands
+/// for a node of its own, but all share this machine's cores: one thread
+/// apiece keeps the run queue at N threads instead of N per core, and the
+/// scheduling delay (which QUIC reads as round-trip time) with it.
+pub const AGENT_WORKER_THREADS: u16 = 1;
+
 /// Rate caps of one daemon.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Caps {
@@ -171,7 +177,9 @@ impl Cluster {
                     .arg("--data-dir")
                     .arg(dir.join("data"))
                     .args(["--supernode", supernode_url, "--tracker", tracker_url])
-                    .args(["--upstream", upstream]);
+                    .args(["--upstream", upstream])
+                    .arg("--worker-threads")
+                    .arg(AGENT_WORKER_THREADS.to_string());
                     secret_args(cmd);
                     cfg.peer_caps.apply(cmd);
                 })

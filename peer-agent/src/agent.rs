@@ -113,6 +113,13 @@ pub struct AgentArgs {
     /// set 1452 to never probe beyond standard Ethernet.
     #[arg(long, env = "SHOAL_AGENT_P2P_MAX_UDP_PAYLOAD", value_name = "BYTES")]
     pub p2p_max_udp_payload: Option<u16>,
+    /// Threads running the agent's work (its transfers, verification and
+    /// HTTP), at least 1 [default: one per CPU]. 1 keeps the agent to about
+    /// one core on a busy node; shoal-bench runs each of its many agents
+    /// on one machine this way. Blocking disk work has its own threads.
+    #[arg(long, env = "SHOAL_AGENT_WORKER_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
     /// Write {"http": ADDR, "p2p": ADDR} to this file once listening, so
     /// scripts that bind port 0 learn the real addresses.
     #[arg(long, value_name = "FILE")]
