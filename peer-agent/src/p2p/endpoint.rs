@@ -383,3 +383,44 @@ fn size_socket_buffers(socket: &std::net::UdpSocket) {
         tracing::debug!(error = %e, "cannot enlarge the UDP socket buffers");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel reports twice the size asked for (its bookkeeping), and
+    /// without privilege caps the request at `net.core.rmem_max`.
+    #[test]
+    fn socket_buffers_are_enlarged() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let before = rustix::net::sockopt::socket_recv_buffer_size(&socket).expect("get");
+        size_socket_buffers(&socket);
+        let recv = rustix::net::sockopt::socket_recv_buffer_size(&socket).expect("get");
+        let send = rustix::net::sockopt::socket_send_buffer_size(&socket).expect("get");
+        let limit = |path: &str| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        // Whether this process may exceed the limits (CAP_NET_ADMIN).
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let privileged =
+            rustix::net::sockopt::set_socket_recv_buffer_size_force(&probe, SOCKET_BUFFER).is_ok();
+        let want = |max: usize| {
+            if privileged {
+                SOCKET_BUFFER
+            } else {
+                SOCKET_BUFFER.min(max)
+            }
+        };
+        assert!(
+            recv >= want(limit("/proc/sys/net/core/rmem_max")),
+            "receive buffer {recv} (was {before})"
+        );
+        assert!(
+            send >= want(limit("/proc/sys/net/core/wmem_max")),
+            "send buffer {send}"
+        );
+    }
+}
