@@ -35,12 +35,7 @@ impl Download {
             self.fill_some.clear();
             return;
         }
-        let mut target = self.in_flight_target();
-        if self.unrequested == 0 {
-            // A late request holds a place in the window but moves no
-            // bytes: its end-game copy must not wait for it to end.
-            target += self.late_requests();
-        }
+        let target = self.in_flight_target();
         if self.in_flight >= target {
             // Keep the news for when a request ends.
             self.window.hit();
@@ -263,14 +258,6 @@ impl Download {
                     && self.late(i)
             })
             .min_by_key(|&i| (self.pieces[i as usize].in_flight, i.max(self.read_pos)))
-    }
-
-    /// Requests in flight that are late.
-    fn late_requests(&self) -> u32 {
-        let n = (self.peers.values().flat_map(|p| &p.requests))
-            .filter(|r| r.late_at <= self.now)
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     /// Whether every request in flight for `piece` is late.

@@ -200,27 +200,6 @@ fn endgame_duplicates_then_cancels() {
 }
 
 #[test]
-fn a_late_request_does_not_hold_its_endgame_copy_back() {
-    // A window of one request: the stuck request fills it.
-    let cfg = DownloadConfig {
-        extra_in_flight: 0,
-        min_in_flight: 1,
-        max_in_flight: 1,
-        ..config()
-    };
-    let mut have = Bitfield::full(N);
-    have.clear(15);
-    let mut d = Download::new(cfg, layout(), have, 1);
-    d.handle_peer_connected(T0, PeerId(1), PeerKind::Peer, Bitfield::full(N));
-    assert_eq!(requests(&drain(&mut d)), [(1, 15)]);
-    d.handle_peer_connected(T0, PeerId(2), PeerKind::Peer, Bitfield::full(N));
-    assert_eq!(requests(&drain(&mut d)), []);
-    let late = d.poll_timeout().expect("a wake-up for the late request");
-    d.handle_timeout(late);
-    assert_eq!(requests(&drain(&mut d)), [(2, 15)]);
-}
-
-#[test]
 fn no_duplicates_before_endgame() {
     let mut d = download(DownloadConfig {
         max_depth: 64,
