@@ -314,23 +314,6 @@ impl Download {
 
     /// When [`Download::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
-        if self.unrequested == 0 && !self.have.is_complete() {
-            // End-game: requests turning late make copies possible.
-            let now = self.now;
-            let late = (self.peers.values().flat_map(|p| &p.requests))
-                .map(|r| r.late_at)
-                .filter(|&t| t > now)
-                .min();
-            return match (self.deadlines(), late) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        self.deadlines()
-    }
-
-    /// The earliest request deadline or end of a back-off.
-    fn deadlines(&self) -> Option<Time> {
         if let Some(cached) = self.next_timeout.get() {
             return cached;
         }

@@ -19,8 +19,6 @@ use crate::time::Time;
 pub(super) struct Request {
     pub piece: u32,
     pub deadline: Time,
-    /// From then on the request is overdue enough for an end-game copy.
-    pub late_at: Time,
 }
 
 /// Per-peer scheduling state.
@@ -107,40 +105,13 @@ impl PeerState {
         now + config.request_timeout.max(scaled)
     }
 
-    /// When a request sent now, behind the ones in flight, is late enough
-    /// that an end-game copy elsewhere is worth its upload:
-    /// `endgame_patience` times its expected duration at the measured rate
-    /// (at `min_rate` before one is measured), and at least
-    /// `endgame_min_wait`; at the latest halfway to its `deadline`.
-    pub fn late_at(
-        &self,
-        config: &DownloadConfig,
-        now: Time,
-        piece_len: u64,
-        deadline: Time,
-    ) -> Time {
-        let ahead = (self.requests.len() + 1) as f64 * piece_len as f64;
-        let rate = match self.rate {
-            Some(rate) if rate > 0.0 => rate,
-            _ => config.min_rate.max(1.0),
-        };
-        let expected =
-            Duration::from_secs_f64((ahead / rate * config.endgame_patience).min(3600.0));
-        let halfway = (deadline - now) / 2;
-        now + config.endgame_min_wait.max(expected).min(halfway)
-    }
-
     /// Records a request going out.
-    pub fn push_request(&mut self, piece: u32, now: Time, deadline: Time, late_at: Time) {
+    pub fn push_request(&mut self, piece: u32, now: Time, deadline: Time) {
         if self.requests.is_empty() {
             self.busy_since = now;
             self.busy_bytes = 0;
         }
-        self.requests.push(Request {
-            piece,
-            deadline,
-            late_at,
-        });
+        self.requests.push(Request { piece, deadline });
     }
 
     /// Removes the request for `piece`, if there is one.

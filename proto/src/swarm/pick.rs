@@ -242,9 +242,7 @@ impl Download {
             .collect()
     }
 
-    /// A duplicate request for the end-game: only for a piece whose
-    /// requests are all late, since the copy that loses the race costs its
-    /// sender's upload.
+    /// A duplicate request for the end-game.
     fn pick_endgame(&self, id: PeerId) -> Option<u32> {
         let p = self.peers.get(&id)?;
         self.have
@@ -255,18 +253,8 @@ impl Download {
                     && n < self.config.endgame_copies
                     && !p.refused(i, self.now)
                     && !p.requests.iter().any(|r| r.piece == i)
-                    && self.late(i)
             })
             .min_by_key(|&i| (self.pieces[i as usize].in_flight, i.max(self.read_pos)))
-    }
-
-    /// Whether every request in flight for `piece` is late.
-    fn late(&self, piece: u32) -> bool {
-        self.peers
-            .values()
-            .flat_map(|p| &p.requests)
-            .filter(|r| r.piece == piece)
-            .all(|r| r.late_at <= self.now)
     }
 
     fn issue(&mut self, id: PeerId, piece: u32) {
@@ -277,8 +265,7 @@ impl Download {
             return;
         };
         let deadline = p.deadline(&self.config, now, len);
-        let late_at = p.late_at(&self.config, now, len, deadline);
-        p.push_request(piece, now, deadline, late_at);
+        p.push_request(piece, now, deadline);
         super::download::timeout_added(&self.next_timeout, deadline);
         p.hint.retain(|&h| h != piece);
         let info = &mut self.pieces[piece as usize];

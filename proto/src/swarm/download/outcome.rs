@@ -177,7 +177,6 @@ impl Download {
         self.next_timeout.set(None);
         let now = self.now;
         let mut expired = Vec::new();
-        let endgame = self.unrequested == 0;
         for (&id, p) in &self.peers {
             if p.backoff_until != Time::ZERO && p.backoff_until <= now {
                 self.fill_some.push(id);
@@ -185,10 +184,6 @@ impl Download {
             for r in &p.requests {
                 if r.deadline <= now {
                     expired.push((id, r.piece));
-                }
-                if endgame && r.late_at <= now {
-                    // A late request may get its end-game copy now.
-                    self.fill_all = true;
                 }
             }
         }

@@ -60,11 +60,6 @@ pub struct DownloadConfig {
     pub seed_starve_rate: f64,
     /// Most requests for one piece in the end-game.
     pub endgame_copies: u32,
-    /// A piece gets an end-game copy only once its request has taken this
-    /// many times its expected duration (at the peer's measured rate)…
-    pub endgame_patience: f64,
-    /// …and at least this long.
-    pub endgame_min_wait: Duration,
     /// While this many peers that refused us as busy have not called back
     /// yet, no other peers are tried (only the ones that call back or just
     /// delivered): in a busy swarm, probing finds a free slot rarely.
@@ -94,8 +89,6 @@ impl Default for DownloadConfig {
             seed_starve_in_flight: 2,
             seed_starve_rate: 0.95,
             endgame_copies: 2,
-            endgame_patience: 2.0,
-            endgame_min_wait: Duration::from_millis(100),
             max_waiting: 16,
         }
     }
