@@ -226,7 +226,13 @@ impl Fetcher {
         start: impl FnOnce(watch::Sender<State>, Option<Arc<PieceProgress>>),
     ) -> Option<watch::Receiver<State>> {
         let mut map = self.inflight.lock().expect("inflight lock");
-        match map.get(digest) {
+        // A download that failed is not joined, even in the moment between
+        // publishing its failure and leaving the map: the new request
+        // starts afresh (perhaps from another upstream).
+        let running = map
+            .get(digest)
+            .filter(|e| !matches!(&*e.rx.borrow(), State::Failed(_)));
+        match running {
             Some(entry) => Some(entry.rx.clone()),
             // A download that finished since the caller's check has
             // already left the map: the store has the blob.
@@ -289,14 +295,32 @@ impl Fetcher {
     }
 }
 
+/// Removes a download's entry from the in-flight map when the job ends,
+/// unless a newer download of the same blob has taken its place.
 struct Forget {
     map: Arc<Mutex<HashMap<Digest, Inflight>>>,
     digest: Digest,
+    /// The job's own state channel, which tells its entry from a newer one.
+    own: watch::Receiver<State>,
+}
+
+impl Forget {
+    fn new(fetcher: &Fetcher, digest: Digest, tx: &watch::Sender<State>) -> Self {
+        Forget {
+            map: fetcher.inflight.clone(),
+            digest,
+            own: tx.subscribe(),
+        }
+    }
 }
 
 impl Drop for Forget {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.map.lock() {
+        if let Ok(mut map) = self.map.lock()
+            && map
+                .get(&self.digest)
+                .is_some_and(|e| e.rx.same_channel(&self.own))
+        {
             map.remove(&self.digest);
         }
     }

@@ -25,10 +25,7 @@ impl<S: BlobSource> Download<S> {
     pub(super) async fn run(self) {
         // Forget the job however it ends (even by panic), so that a later
         // request starts afresh instead of waiting on a dead job.
-        let _forget = Forget {
-            map: self.fetcher.inflight.clone(),
-            digest: self.digest,
-        };
+        let _forget = Forget::new(&self.fetcher, self.digest, &self.tx);
         let state = match self.transfer().await {
             Ok(_) => State::Done,
             Err(e) => {
@@ -37,7 +34,7 @@ impl<S: BlobSource> Download<S> {
             }
         };
         // Publish the outcome before the job is forgotten, so a new request
-        // either joins this job's result or finds the blob stored.
+        // finds the blob stored, or a failure it does not join.
         self.tx.send_replace(state);
     }
 

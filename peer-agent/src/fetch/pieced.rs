@@ -140,6 +140,7 @@ impl Fetcher {
             return Ok(h);
         }
         let joined = self.join_or_start(digest, true, |tx, progress| {
+            let forget = Forget::new(self, *digest, &tx);
             let progress = progress.expect("pieced downloads track pieces");
             let dir = self.store.root().join("tasks").join(digest.hex());
             let task = PieceTask {
@@ -152,10 +153,6 @@ impl Fetcher {
                     progress,
                     state: tokio::sync::Mutex::new(None),
                 }),
-            };
-            let forget = Forget {
-                map: self.inflight.clone(),
-                digest: *digest,
             };
             let fut = job(task.clone());
             let fetcher = self.clone();

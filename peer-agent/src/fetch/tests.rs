@@ -241,3 +241,29 @@ async fn partial_piece_maps_grow_with_the_download() {
     assert_eq!(read_all(h).await.unwrap(), data);
     assert_eq!(pieces.piece_map(&d).unwrap().piece_count(), 4);
 }
+
+/// A request arriving after a download's failure was published, but
+/// before the failed job left the map, starts afresh instead of taking the
+/// old failure; the old job's exit leaves the new entry alone.
+#[test]
+fn a_published_failure_is_not_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 3);
+    let digest = Digest::of(b"blob");
+    let mut first = None;
+    let old = fetcher.join_or_start(&digest, false, |tx, _| {
+        tx.send_replace(State::Failed(FetchError::Io("upstream said 500".into())));
+        first = Some(tx);
+    });
+    let old = old.expect("a download was registered");
+    let first = first.expect("the first download started");
+    let mut started = false;
+    let new = fetcher
+        .join_or_start(&digest, false, |_tx, _| started = true)
+        .expect("a download was registered");
+    assert!(started, "the failed download was joined");
+    assert!(!new.same_channel(&old));
+    drop(Forget::new(&fetcher, digest, &first));
+    let map = fetcher.inflight.lock().unwrap();
+    assert!(map.get(&digest).is_some_and(|e| e.rx.same_channel(&new)));
+}
