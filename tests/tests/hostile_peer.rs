@@ -254,14 +254,21 @@ async fn requests_beyond_bounds_get_errors_and_the_agent_stays_healthy() {
     assert!(status.is_success(), "healthz: {status}");
 }
 
-/// The bitfields `peer` sends about `digest` within `quiet` after the
-/// last one.
-async fn bitfields_from(
+/// Sends `peer` the bitfield `bits` of `digest` from `member`, and
+/// returns the bitfields `peer` sends back about `digest` until it is
+/// quiet for `quiet`.
+async fn answers_to(
+    member: &P2pEndpoint,
     events: &mut tokio::sync::mpsc::Receiver<PeerEvent>,
     peer: std::net::SocketAddr,
     digest: Digest,
+    bits: Bitfield,
     quiet: Duration,
 ) -> Vec<Bitfield> {
+    member
+        .send_have(peer, &HaveMessage::Bitfield { digest, bits })
+        .await
+        .expect("send bitfield");
     let mut got = Vec::new();
     while let Ok(Some(ev)) = tokio::time::timeout(quiet, events.recv()).await {
         if let PeerEvent::Have {
@@ -289,30 +296,16 @@ async fn a_complete_agent_answers_only_bitfields_that_lack_pieces() {
     tokio::spawn(async move { run.run(std::future::pending()).await });
     let quiet = Duration::from_secs(3);
 
-    let full = HaveMessage::Bitfield {
-        digest: map.digest,
-        bits: Bitfield::full(map.piece_count()),
-    };
-    member
-        .send_have(addr, &full)
-        .await
-        .expect("send full bitfield");
-    let answers = bitfields_from(&mut events, addr, map.digest, quiet).await;
+    let full = Bitfield::full(map.piece_count());
+    let answers = answers_to(&member, &mut events, addr, map.digest, full, quiet).await;
     assert!(
         answers.is_empty(),
         "a full bitfield was answered {} times",
         answers.len()
     );
 
-    let lacking = HaveMessage::Bitfield {
-        digest: map.digest,
-        bits: Bitfield::new(map.piece_count()),
-    };
-    member
-        .send_have(addr, &lacking)
-        .await
-        .expect("send empty bitfield");
-    let answers = bitfields_from(&mut events, addr, map.digest, quiet).await;
+    let lacking = Bitfield::new(map.piece_count());
+    let answers = answers_to(&member, &mut events, addr, map.digest, lacking, quiet).await;
     assert_eq!(answers.len(), 1, "one answer to a bitfield lacking pieces");
     assert!(answers[0].is_complete(), "the agent holds the whole blob");
 }

@@ -34,20 +34,18 @@ impl RateLimiter {
 
     /// Changes the limit from now on.
     pub fn set_rate(&self, bytes_per_sec: u64) {
-        let now = Instant::now().into_std();
-        self.bucket
-            .lock()
-            .expect("rate limiter poisoned")
-            .set_rate(bytes_per_sec, now);
+        self.with_bucket(|b, now| b.set_rate(bytes_per_sec, now));
     }
 
     /// Gives back `n` bytes acquired for a transfer that did not happen.
     pub fn refund(&self, n: u64) {
+        self.with_bucket(|b, now| b.refund(n, now));
+    }
+
+    /// Runs `f` on the bucket with the current time.
+    fn with_bucket<R>(&self, f: impl FnOnce(&mut TokenBucket, std::time::Instant) -> R) -> R {
         let now = Instant::now().into_std();
-        self.bucket
-            .lock()
-            .expect("rate limiter poisoned")
-            .refund(n, now);
+        f(&mut self.bucket.lock().expect("rate limiter poisoned"), now)
     }
 
     /// Waits until `n` more bytes may be sent.
