@@ -13,7 +13,6 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use shoal_proto::{Digest, PieceMap};
 
-use crate::buffers::BufferPool;
 use crate::fetch::Fetcher;
 use crate::p2p::PieceProvider;
 
@@ -30,7 +29,6 @@ const MAX_CACHED_MAPS: usize = 1024;
 pub struct FetcherPieces {
     fetcher: Fetcher,
     maps: Mutex<HashMap<Digest, Arc<PieceMap>>>,
-    pool: Arc<BufferPool>,
 }
 
 /// Where a piece's bytes are.
@@ -55,7 +53,6 @@ impl FetcherPieces {
         FetcherPieces {
             fetcher,
             maps: Mutex::default(),
-            pool: crate::buffers::shared().clone(),
         }
     }
 
@@ -110,7 +107,6 @@ impl PieceProvider for FetcherPieces {
     fn read_piece(&self, digest: &Digest, index: u32) -> BoxFuture<'_, io::Result<Bytes>> {
         let located = self.locate(digest);
         let final_path = self.fetcher.store().blob_path(digest);
-        let pool = self.pool.clone();
         async move {
             let located =
                 located.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "blob not held"))?;
@@ -124,6 +120,7 @@ impl PieceProvider for FetcherPieces {
                     Located::Running(_, file) => file,
                     Located::Stored(_) => Arc::new(std::fs::File::open(&final_path)?),
                 };
+                let pool = crate::buffers::shared();
                 let mut buf = pool.take((range.end - range.start) as usize);
                 // These bytes were verified when written (against the
                 // piece map, or as part of the whole-blob digest); the

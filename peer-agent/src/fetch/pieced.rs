@@ -279,7 +279,7 @@ impl PieceTask {
         };
         let (hasher, res) = tokio::task::spawn_blocking(move || {
             let mut hasher = hasher;
-            let res = crate::p2p::client::write_chunks_at(&file, &chunks, offset)
+            let res = crate::store::write_chunks_at(&file, &chunks, offset)
                 .and_then(|()| meta.mark(index));
             if res.is_ok()
                 && let Some(h) = &mut hasher
