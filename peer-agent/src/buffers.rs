@@ -41,11 +41,15 @@ impl BufferPool {
     }
 
     /// A buffer of `len` bytes (contents unspecified: the caller fills
-    /// it), preferably a kept one large enough.
+    /// it), preferably the smallest kept one large enough, so that piece
+    /// reads do not take the buffers sized for blob chunks.
     pub(crate) fn take(&self, len: usize) -> Vec<u8> {
         let reused = {
             let mut free = self.free.lock().expect("lock");
-            let fit = free.bufs.iter().rposition(|b| b.capacity() >= len);
+            let fit = (free.bufs.iter().enumerate())
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
             let buf = fit.map(|i| free.bufs.swap_remove(i));
             if let Some(b) = &buf {
                 free.bytes -= b.capacity();
