@@ -528,23 +528,20 @@ impl Running {
             // cancelled before it went out, or answered without a body
             // (busy, redirect, not held), gives its bytes back.
             let asked = Instant::now();
-            let mut spent = None;
-            if let Some(l) = limiter
-                && piece < map.piece_count()
-            {
-                let r = map.piece_range(piece);
-                let b = Budget::new(l, r.end - r.start);
-                b.limiter.acquire(b.bytes).await;
-                spent = Some((b.limiter.clone(), b.bytes));
-                b.spend();
-            }
+            let spent = match limiter {
+                Some(l) if piece < map.piece_count() => {
+                    let r = map.piece_range(piece);
+                    Some(Budget::acquire(l, r.end - r.start).await)
+                }
+                _ => None,
+            };
             let sent = Instant::now();
             let result = endpoint.fetch_piece(addr, &map, piece).await;
             let (waited, took) = (sent - asked, sent.elapsed());
-            if let Some((l, bytes)) = spent
+            if let Some(b) = spent
                 && no_body(&result)
             {
-                l.refund(bytes);
+                b.refund();
             }
             let _ = tx
                 .send(Outcome {
@@ -682,16 +679,15 @@ impl Running {
         let batches: Vec<(SocketAddr, Vec<HaveMessage>)> = self
             .told
             .iter()
-            .map(|addr| {
+            .filter_map(|addr| {
                 let known = self.peers.get(addr).filter(|_| Some(*addr) != self.seed);
-                let msgs = pieces
+                let msgs: Vec<HaveMessage> = pieces
                     .iter()
                     .filter(|&&p| !known.is_some_and(|k| k.bits.get(p)))
                     .map(|&index| HaveMessage::Have { digest, index })
                     .collect();
-                (*addr, msgs)
+                (!msgs.is_empty()).then_some((*addr, msgs))
             })
-            .filter(|(_, msgs): &(SocketAddr, Vec<HaveMessage>)| !msgs.is_empty())
             .collect();
         let _ = self.have_queue.send(batches);
     }
@@ -730,27 +726,44 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// Download-cap bytes being acquired for one request: given back if the
-/// wait is abandoned (the request cancelled before it went out).
+/// Download-cap bytes taken for one request.
 struct Budget {
     limiter: Arc<RateLimiter>,
     bytes: u64,
 }
 
 impl Budget {
-    fn new(limiter: Arc<RateLimiter>, bytes: u64) -> Self {
-        Budget { limiter, bytes }
+    /// Waits until `bytes` of the cap are available and takes them; if the
+    /// wait is abandoned (the request cancelled before it went out), they
+    /// are given back.
+    async fn acquire(limiter: Arc<RateLimiter>, bytes: u64) -> Budget {
+        let waiting = RefundOnDrop(Some(Budget { limiter, bytes }));
+        if let Some(b) = &waiting.0 {
+            b.limiter.acquire(b.bytes).await;
+        }
+        waiting.disarm()
     }
 
-    /// The request goes out: the bytes stay spent.
-    fn spend(self) {
-        std::mem::forget(self);
+    /// Gives the bytes back: the request used none.
+    fn refund(self) {
+        self.limiter.refund(self.bytes);
     }
 }
 
-impl Drop for Budget {
+/// A [`Budget`] given back if dropped before [`RefundOnDrop::disarm`].
+struct RefundOnDrop(Option<Budget>);
+
+impl RefundOnDrop {
+    fn disarm(mut self) -> Budget {
+        self.0.take().expect("disarmed once")
+    }
+}
+
+impl Drop for RefundOnDrop {
     fn drop(&mut self) {
-        self.limiter.refund(self.bytes);
+        if let Some(b) = self.0.take() {
+            b.refund();
+        }
     }
 }
 
