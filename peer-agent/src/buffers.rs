@@ -42,8 +42,10 @@ impl BufferPool {
 
     /// A buffer of `len` bytes (contents unspecified: the caller fills
     /// it), preferably the smallest kept one large enough, so that piece
-    /// reads do not take the buffers sized for blob chunks.
-    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+    /// reads do not take the buffers sized for blob chunks. A kept buffer
+    /// is handed out without clearing it again; a fresh one comes zeroed
+    /// from the allocator (untouched pages, no `memset`).
+    pub(crate) fn take(&self, len: usize) -> PoolBuf {
         let reused = {
             let mut free = self.free.lock().expect("lock");
             let fit = (free.bufs.iter().enumerate())
@@ -56,13 +58,20 @@ impl BufferPool {
             }
             buf
         };
-        let mut buf = reused.unwrap_or_else(|| Vec::with_capacity(len));
-        buf.resize(len, 0);
-        buf
+        let buf = reused.map_or_else(
+            || vec![0; len],
+            |mut b| {
+                // Its whole capacity was initialised when it was created,
+                // so this grows nothing and writes nothing.
+                b.resize(b.capacity(), 0);
+                b
+            },
+        );
+        PoolBuf { buf, len }
     }
 
     /// `buf` as [`Bytes`] that return it to this pool when dropped.
-    pub(crate) fn lend(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+    pub(crate) fn lend(self: &Arc<Self>, buf: PoolBuf) -> Bytes {
         Bytes::from_owner(Pooled {
             buf,
             pool: self.clone(),
@@ -78,9 +87,30 @@ impl BufferPool {
     }
 }
 
+/// A buffer from [`BufferPool::take`]: `len` bytes in front of an
+/// allocation whose whole capacity is initialised, so that handing it out
+/// again for another length never clears it.
+pub(crate) struct PoolBuf {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl std::ops::Deref for PoolBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for PoolBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+}
+
 /// A buffer lent out as [`Bytes`].
 struct Pooled {
-    buf: Vec<u8>,
+    buf: PoolBuf,
     pool: Arc<BufferPool>,
 }
 
@@ -92,7 +122,7 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        self.pool.give(std::mem::take(&mut self.buf));
+        self.pool.give(std::mem::take(&mut self.buf.buf));
     }
 }
 
@@ -113,8 +143,14 @@ mod tests {
         assert_eq!(pool.free.lock().unwrap().bufs.len(), 0, "a view is alive");
         drop(view);
         assert_eq!(pool.free.lock().unwrap().bytes, 1000);
-        let again = pool.take(800);
+        let mut again = pool.take(800);
         assert_eq!((again.as_ptr(), again.len()), (ptr, 800));
+        // Lent again for a larger length, it is not cleared.
+        again[..4].copy_from_slice(b"kept");
+        drop(pool.lend(again));
+        let larger = pool.take(1000);
+        assert_eq!((larger.as_ptr(), &larger[..4]), (ptr, &b"kept"[..]));
+        drop(larger);
         // Over the cap: dropped, not kept.
         pool.give(vec![0; 2000]);
         assert_eq!(pool.free.lock().unwrap().bytes, 0);
