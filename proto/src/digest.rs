@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest as _, Sha256};
 
 /// A validated `sha256:<64 lowercase hex>` digest.
@@ -168,9 +169,180 @@ impl Hasher {
     }
 }
 
+/// sha256's block size: chaining values exist only at multiples of it.
+pub const SHA256_BLOCK: u64 = 64;
+
+/// sha256's initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// sha256 that can stop at a block boundary and be resumed there by
+/// someone else.
+///
+/// After a whole number of 64-byte blocks, sha256's internal state (its
+/// *chaining value*, 32 bytes, carried here as a [`Digest`]) is all that
+/// the rest of the computation needs. A piece map lists the chaining value
+/// at the end of every piece, so any piece can be checked on its own by
+/// resuming from the value before it, and a blob whose pieces all check
+/// hashes to its digest without being hashed a second time (see
+/// [`PieceMap`](crate::PieceMap)). [`ChainHasher::new`] then
+/// [`ChainHasher::finish`] is plain sha256.
+#[derive(Clone)]
+pub struct ChainHasher {
+    state: [u32; 8],
+    /// Bytes fed since the start of the message, including the resumed part.
+    len: u64,
+    buf: [u8; 64],
+    /// Bytes of `buf` waiting for a whole block.
+    buffered: usize,
+}
+
+impl Default for ChainHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChainHasher {
+    /// sha256 from the start.
+    pub fn new() -> Self {
+        ChainHasher {
+            state: SHA256_IV,
+            len: 0,
+            buf: [0; 64],
+            buffered: 0,
+        }
+    }
+
+    /// sha256 resumed after the first `offset` bytes of a message, whose
+    /// chaining value is `chain`. `offset` must be a multiple of
+    /// [`SHA256_BLOCK`] (it is rounded down otherwise, which can only make
+    /// the result wrong, never panic).
+    pub fn resume(chain: &Digest, offset: u64) -> Self {
+        let mut state = [0u32; 8];
+        for (w, b) in state.iter_mut().zip(chain.0.chunks_exact(4)) {
+            *w = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        ChainHasher {
+            state,
+            len: offset - offset % SHA256_BLOCK,
+            buf: [0; 64],
+            buffered: 0,
+        }
+    }
+
+    /// Feeds more bytes.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        if self.buffered > 0 {
+            let take = (64 - self.buffered).min(data.len());
+            self.buf[self.buffered..self.buffered + take].copy_from_slice(&data[..take]);
+            self.buffered += take;
+            data = &data[take..];
+            if self.buffered < 64 {
+                return;
+            }
+            let block = self.buf;
+            self.compress(&block);
+            self.buffered = 0;
+        }
+        let whole = data.len() - data.len() % 64;
+        for block in data[..whole].chunks_exact(64) {
+            self.compress(block);
+        }
+        let rest = &data[whole..];
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.buffered = rest.len();
+    }
+
+    fn compress(&mut self, block: &[u8]) {
+        sha2::compress256(
+            &mut self.state,
+            std::slice::from_ref(GenericArray::from_slice(block)),
+        );
+    }
+
+    /// Bytes fed, counting the resumed part.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was fed or resumed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chaining value after everything fed, if that is a whole number
+    /// of blocks.
+    pub fn chain_value(&self) -> Option<Digest> {
+        (self.buffered == 0).then(|| self.state_bytes())
+    }
+
+    fn state_bytes(&self) -> Digest {
+        let mut out = [0u8; 32];
+        for (b, w) in out.chunks_exact_mut(4).zip(self.state) {
+            b.copy_from_slice(&w.to_be_bytes());
+        }
+        Digest(out)
+    }
+
+    /// The sha256 of the whole message (resumed part included).
+    pub fn finish(mut self) -> Digest {
+        let bits = self.len.wrapping_mul(8);
+        let mut tail = [0u8; 128];
+        let n = self.buffered;
+        tail[..n].copy_from_slice(&self.buf[..n]);
+        tail[n] = 0x80;
+        // Room for the 0x80 and the 8-byte length in this block, else one more.
+        let total = if n + 1 + 8 <= 64 { 64 } else { 128 };
+        tail[total - 8..total].copy_from_slice(&bits.to_be_bytes());
+        for block in tail[..total].chunks_exact(64) {
+            self.compress(block);
+        }
+        self.state_bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_hasher_is_sha256_however_fed_and_resumed() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for len in [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 500, 1000] {
+            let want = Digest::of(&data[..len]);
+            let mut whole = ChainHasher::new();
+            whole.update(&data[..len]);
+            assert_eq!(whole.len(), len as u64);
+            assert_eq!(whole.finish(), want, "len {len}");
+            let mut bytewise = ChainHasher::new();
+            for b in &data[..len] {
+                bytewise.update(std::slice::from_ref(b));
+            }
+            assert_eq!(bytewise.finish(), want, "len {len}, byte by byte");
+            // Stopped at every block boundary, resumed from the value alone.
+            for cut in (0..=len).step_by(64) {
+                let mut first = ChainHasher::new();
+                first.update(&data[..cut]);
+                let chain = first.chain_value().expect("a block boundary");
+                let mut rest = ChainHasher::resume(&chain, cut as u64);
+                rest.update(&data[cut..len]);
+                assert_eq!(rest.finish(), want, "len {len}, resumed at {cut}");
+            }
+        }
+        let mut h = ChainHasher::new();
+        h.update(&data[..65]);
+        assert_eq!(h.chain_value(), None);
+    }
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

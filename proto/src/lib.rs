@@ -42,7 +42,7 @@ pub mod units;
 pub mod wire;
 
 pub use bitfield::{Bitfield, BitfieldError};
-pub use digest::{Digest, DigestError, Hasher};
+pub use digest::{ChainHasher, Digest, DigestError, Hasher};
 pub use frame::{FrameDecoder, FrameError, Message, decode_frame, encode_frame};
 pub use piece::{PieceError, PieceHasher, PieceMap, PieceMapError, piece_size_for};
 pub use reference::{NameError, Reference, RepoName, Tag};

@@ -1,10 +1,19 @@
-//! Piece maps: how a blob is cut into pieces and the hash of each piece.
+//! Piece maps: how a blob is cut into pieces and how each piece is checked.
 //!
 //! Peers swap pieces, not whole blobs, so that each piece can be verified
-//! (and a bad peer dropped) as soon as it arrives, long before the
-//! whole-blob digest can be checked. The supernode computes the map with a
-//! [`PieceHasher`] while it streams the blob from upstream; agents fetch it
-//! from the tracker and check every piece with [`PieceMap::verify_piece`].
+//! (and a bad peer dropped) as soon as it arrives. The supernode computes
+//! the map with a [`PieceHasher`] while it streams the blob from upstream;
+//! agents fetch it and check every piece with [`PieceMap::verify_piece`]
+//! (or [`PieceMap::check_piece`] as its bytes stream in).
+//!
+//! A map lists sha256 *chaining values* (see [`ChainHasher`]), not hashes
+//! of the pieces on their own: entry `i` is the state of the blob's sha256
+//! after piece `i`, and the last entry is the blob's digest itself. A piece
+//! is checked by resuming sha256 from the entry before it, so the check
+//! costs one pass over the piece, and a blob whose pieces all check hashes
+//! to its digest: the whole-blob digest, the root of trust, is verified
+//! piece by piece, in any order, without hashing the blob again. Pieces
+//! are therefore a multiple of sha256's 64-byte block.
 //!
 //! A map that comes off the wire is validated while it is decoded, so a
 //! [`PieceMap`] obtained from serde is always internally consistent.
@@ -13,7 +22,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::{ChainHasher, Digest, SHA256_BLOCK};
 use crate::frame::Message;
 
 /// Smallest piece size [`piece_size_for`] picks: 256 KiB.
@@ -50,8 +59,9 @@ pub enum PieceMapError {
         /// Declared blob size.
         size: u64,
     },
-    /// The piece size is zero or larger than [`MAX_PIECE_SIZE`].
-    #[error("piece size {0} is outside 1..={MAX_PIECE_SIZE}")]
+    /// The piece size is zero, larger than [`MAX_PIECE_SIZE`], or not a
+    /// multiple of sha256's 64-byte block.
+    #[error("piece size {0} is not a multiple of 64 bytes in 64..={MAX_PIECE_SIZE}")]
     BadPieceSize(u32),
     /// The blob would need more than [`MAX_PIECES`] pieces.
     #[error("blob needs {0} pieces; at most {MAX_PIECES} are allowed")]
@@ -64,6 +74,10 @@ pub enum PieceMapError {
         /// Piece hashes actually listed.
         actual: u64,
     },
+    /// The last chaining value is not the blob's digest (for an empty
+    /// blob: the digest is not the sha256 of nothing).
+    #[error("the piece map does not end at the blob's digest")]
+    DigestMismatch,
 }
 
 /// Why a received piece was refused.
@@ -87,7 +101,8 @@ pub enum PieceError {
         /// Length received.
         actual: u64,
     },
-    /// The piece's sha256 differs from the map's: corrupt data or a bad peer.
+    /// The piece does not carry sha256 from the map's value before it to
+    /// its own: corrupt data or a bad peer.
     #[error("piece {index} does not match its hash")]
     HashMismatch {
         /// Piece index.
@@ -95,7 +110,8 @@ pub enum PieceError {
     },
 }
 
-/// How a blob is cut into pieces, with each piece's sha256.
+/// How a blob is cut into pieces, with the sha256 chaining value at the
+/// end of each piece (module docs).
 ///
 /// Piece `i` covers bytes `i * piece_size .. min((i + 1) * piece_size, size)`:
 /// every piece is `piece_size` long except possibly the last one.
@@ -108,7 +124,8 @@ pub struct PieceMap {
     pub size: u64,
     /// Length of every piece but the last.
     pub piece_size: u32,
-    /// sha256 of each piece, in order.
+    /// The blob's sha256 chaining value after each piece, in order; the
+    /// last one is `digest`.
     pub pieces: Vec<Digest>,
 }
 
@@ -145,7 +162,7 @@ fn expected_pieces(size: u64, piece_size: u32) -> Result<u32, PieceMapError> {
     if size > MAX_BLOB_SIZE {
         return Err(PieceMapError::BlobTooLarge { size });
     }
-    if piece_size == 0 || piece_size > MAX_PIECE_SIZE {
+    if piece_size == 0 || piece_size > MAX_PIECE_SIZE || u64::from(piece_size) % SHA256_BLOCK != 0 {
         return Err(PieceMapError::BadPieceSize(piece_size));
     }
     let n = size.div_ceil(u64::from(piece_size));
@@ -177,7 +194,7 @@ impl PieceMap {
     }
 
     /// Checks that size, piece size and the number of hashes fit together
-    /// and within the limits.
+    /// and within the limits, and that the chain ends at the digest.
     pub fn validate(&self) -> Result<(), PieceMapError> {
         let n = expected_pieces(self.size, self.piece_size)?;
         if self.pieces.len() as u64 != u64::from(n) {
@@ -185,6 +202,13 @@ impl PieceMap {
                 expected: u64::from(n),
                 actual: self.pieces.len() as u64,
             });
+        }
+        let end = match self.pieces.last() {
+            Some(last) => *last,
+            None => ChainHasher::new().finish(),
+        };
+        if end != self.digest {
+            return Err(PieceMapError::DigestMismatch);
         }
         Ok(())
     }
@@ -213,21 +237,81 @@ impl PieceMap {
 
     /// Checks that `bytes` is piece `index`: right length, right sha256.
     pub fn verify_piece(&self, index: u32, bytes: &[u8]) -> Result<(), PieceError> {
+        let mut check = self.check_piece(index)?;
+        check.update(bytes);
+        check.finish()
+    }
+
+    /// A check of piece `index` fed with its bytes as they arrive, for a
+    /// piece known to this map (a map still being computed lists a prefix
+    /// of the pieces).
+    pub fn check_piece(&self, index: u32) -> Result<PieceCheck, PieceError> {
         let count = self.piece_count();
         if index >= count {
             return Err(PieceError::NoSuchPiece { index, count });
         }
         let range = self.piece_range(index);
-        let expected = range.end - range.start;
-        if bytes.len() as u64 != expected {
+        let hasher = match index.checked_sub(1) {
+            None => ChainHasher::new(),
+            Some(before) => ChainHasher::resume(&self.pieces[before as usize], range.start),
+        };
+        // The blob's last piece ends the chain with sha256's padding, at
+        // the digest; every other piece ends at a block boundary.
+        let last = range.end == self.size;
+        Ok(PieceCheck {
+            index,
+            start: range.start,
+            expected: range.end - range.start,
+            hasher,
+            end: if last {
+                self.digest
+            } else {
+                self.pieces[index as usize]
+            },
+            last,
+        })
+    }
+}
+
+/// One piece's check in progress, from [`PieceMap::check_piece`].
+#[derive(Clone)]
+pub struct PieceCheck {
+    index: u32,
+    /// Where the piece starts in the blob (the hasher resumed there).
+    start: u64,
+    /// The piece's length.
+    expected: u64,
+    /// Resumed at the piece's start.
+    hasher: ChainHasher,
+    /// The value the piece must end at.
+    end: Digest,
+    last: bool,
+}
+
+impl PieceCheck {
+    /// Feeds the piece's next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+    }
+
+    /// Whether the bytes fed are the piece: its length, and sha256 carried
+    /// from the value before it to the piece's own.
+    pub fn finish(self) -> Result<(), PieceError> {
+        let actual = self.hasher.len() - self.start;
+        if actual != self.expected {
             return Err(PieceError::WrongLength {
-                index,
-                expected,
-                actual: bytes.len() as u64,
+                index: self.index,
+                expected: self.expected,
+                actual,
             });
         }
-        if Digest::of(bytes) != self.pieces[index as usize] {
-            return Err(PieceError::HashMismatch { index });
+        let end = if self.last {
+            Some(self.hasher.finish())
+        } else {
+            self.hasher.chain_value()
+        };
+        if end != Some(self.end) {
+            return Err(PieceError::HashMismatch { index: self.index });
         }
         Ok(())
     }
@@ -235,18 +319,22 @@ impl PieceMap {
 
 /// Computes a [`PieceMap`] from a blob fed in chunks of any size.
 ///
-/// Hashes every piece and the whole blob in one pass, so the supernode can
-/// build the map while it streams the blob from upstream and serve each
-/// piece as soon as [`PieceHasher::completed`] lists it.
+/// One sha256 pass gives the blob's digest and every piece's chaining
+/// value, so the supernode can build the map while it streams the blob
+/// from upstream and serve each piece as soon as [`PieceHasher::completed`]
+/// lists it.
 #[derive(Clone)]
 pub struct PieceHasher {
     piece_size: u32,
-    size: u64,
-    whole: Hasher,
-    current: Hasher,
-    /// Bytes fed into `current`.
+    hasher: ChainHasher,
+    /// Bytes fed into the current piece.
     in_current: u32,
+    /// Chaining values of the pieces completed, except the latest one
+    /// while it may still be the blob's last (whose entry is the digest).
     pieces: Vec<Digest>,
+    /// The chaining value of the piece just completed, listed once the
+    /// next byte shows it was not the last.
+    pending: Option<Digest>,
 }
 
 impl PieceHasher {
@@ -255,11 +343,10 @@ impl PieceHasher {
     pub fn new(piece_size: u32) -> Self {
         PieceHasher {
             piece_size,
-            size: 0,
-            whole: Hasher::new(),
-            current: Hasher::new(),
+            hasher: ChainHasher::new(),
             in_current: 0,
             pieces: Vec::new(),
+            pending: None,
         }
     }
 
@@ -276,50 +363,54 @@ impl PieceHasher {
 
     /// Feeds the next bytes of the blob.
     pub fn update(&mut self, mut data: &[u8]) {
-        self.whole.update(data);
-        self.size += data.len() as u64;
-        // A zero piece size is refused by `finish`; avoid looping forever here.
-        if self.piece_size == 0 {
+        // A piece size without chaining values is refused by `finish`;
+        // just hash (and avoid looping forever on zero) here.
+        if self.piece_size == 0 || u64::from(self.piece_size) % SHA256_BLOCK != 0 {
+            self.hasher.update(data);
             return;
         }
         while !data.is_empty() {
+            if let Some(p) = self.pending.take() {
+                self.pieces.push(p);
+            }
             let room = (self.piece_size - self.in_current) as usize;
             let take = room.min(data.len());
-            self.current.update(&data[..take]);
+            self.hasher.update(&data[..take]);
             self.in_current += take as u32;
             data = &data[take..];
             if self.in_current == self.piece_size {
-                let done = std::mem::take(&mut self.current);
-                self.pieces.push(done.finish());
+                self.pending = self.hasher.chain_value();
                 self.in_current = 0;
             }
         }
     }
 
-    /// Hashes of the pieces completed so far, in order.
+    /// Chaining values of the pieces known complete so far, in order.
     pub fn completed(&self) -> &[Digest] {
         &self.pieces
     }
 
     /// Bytes fed so far.
     pub fn len(&self) -> u64 {
-        self.size
+        self.hasher.len()
     }
 
     /// Whether no bytes have been fed yet.
     pub fn is_empty(&self) -> bool {
-        self.size == 0
+        self.hasher.is_empty()
     }
 
     /// The map of everything fed; its `digest` is the computed whole-blob
     /// sha256, which the caller compares with the digest it expected.
     pub fn finish(mut self) -> Result<PieceMap, PieceMapError> {
-        if self.in_current > 0 {
-            self.pieces.push(self.current.finish());
+        let size = self.hasher.len();
+        let digest = self.hasher.finish();
+        if self.pending.is_some() || self.in_current > 0 {
+            self.pieces.push(digest);
         }
         let map = PieceMap {
-            digest: self.whole.finish(),
-            size: self.size,
+            digest,
+            size,
             piece_size: self.piece_size,
             pieces: self.pieces,
         };

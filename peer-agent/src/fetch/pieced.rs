@@ -6,14 +6,15 @@
 //! bytes are written; see [`TaskMeta`]). The
 //! contiguous prefix of held pieces is published as the download's
 //! `written`, so readers of the [`BlobHandle`](super::BlobHandle) stream
-//! in order as soon as the next piece is there; the whole-blob sha256 is
-//! computed over that prefix as it advances (from memory when the piece
-//! just written extends it, else read back from the file) and checked at the end exactly as on the sequential path, before the file
-//! is renamed into the store. A task that fails or whose agent dies stays
-//! on disk, and the next [`Fetcher::get_pieced`] of the same digest resumes
-//! it from the persisted bitfield (its pieces are re-hashed as the prefix
-//! passes them, and the final digest check catches anything damaged).
-//! `tasks/` is never visible as complete: only the store's `blobs/` is.
+//! in order as soon as the next piece is there. Every piece put was
+//! verified against the piece map, whose sha256 chaining values end at the
+//! blob's digest (see [`shoal_proto::PieceMap`]), so a complete task is a
+//! verified blob without hashing it again; it is renamed into the store.
+//! A task that fails or whose agent dies stays on disk, and the next
+//! [`Fetcher::get_pieced`] of the same digest resumes it from the persisted
+//! bitfield; the pieces it resumed are read back and verified against the
+//! complete map before the blob is committed. `tasks/` is never visible
+//! as complete: only the store's `blobs/` is.
 
 use std::future::Future;
 use std::io;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use shoal_proto::swarm::Layout;
-use shoal_proto::{Bitfield, Digest, Hasher, PieceMap};
+use shoal_proto::{Bitfield, Digest, PieceMap};
 use tokio::sync::watch;
 
 use super::{FetchError, Fetcher, Forget, PieceProgress, State, io_err};
@@ -113,11 +114,10 @@ struct Filling {
     file: Arc<std::fs::File>,
     meta: Arc<TaskMeta>,
     have: Bitfield,
-    /// Pieces `0..prefix` are held and hashed into `hasher`.
+    /// Pieces `0..prefix` are held.
     prefix: u32,
-    hasher: Option<Hasher>,
-    /// Reused to read pieces back for the hash.
-    buf: Vec<u8>,
+    /// Pieces found on disk when the task resumed, not yet verified.
+    resumed: Bitfield,
 }
 
 impl Fetcher {
@@ -222,29 +222,33 @@ impl PieceTask {
             meta: Arc::new(meta),
             have: have.clone(),
             prefix: 0,
-            hasher: Some(Hasher::new()),
-            buf: Vec::new(),
+            resumed: have.clone(),
         };
         self.inner.tx.send_replace(State::Running {
             size: layout.size,
             written: 0,
             tmp: self.inner.data.clone(),
         });
-        self.advance(&mut filling, None).await?;
+        self.advance(&mut filling);
         *st = Some(filling);
         Ok(have)
     }
 
     /// Piece hashes known so far (a prefix of the piece map), so that the
-    /// held pieces among them can be served to peers.
-    pub fn set_known_hashes(&self, hashes: &[Digest]) {
+    /// held pieces among them can be served to peers. Returns whether
+    /// `hashes` is the known list or extends it: a map whose earlier
+    /// entries changed is refused, since pieces were verified against them.
+    pub fn set_known_hashes(&self, hashes: &[Digest]) -> bool {
+        let mut consistent = true;
         self.inner.progress.update_hashes(|known| {
-            let grows = hashes.len() > known.len();
+            consistent = hashes.starts_with(known);
+            let grows = consistent && hashes.len() > known.len();
             if grows {
                 *known = hashes.to_vec();
             }
             grows
         });
+        consistent
     }
 
     /// Writes piece `index`, whose bytes (`chunks`, in order) the caller
@@ -271,39 +275,15 @@ impl PieceTask {
         }
         let offset = u64::from(index) * u64::from(f.layout.piece_size);
         let (file, meta) = (f.file.clone(), f.meta.clone());
-        // The piece that extends the hashed prefix is hashed from memory.
-        let hasher = if index == f.prefix {
-            f.hasher.take()
-        } else {
-            None
-        };
-        let (hasher, res) = tokio::task::spawn_blocking(move || {
-            let mut hasher = hasher;
-            let res = crate::store::write_chunks_at(&file, &chunks, offset)
-                .and_then(|()| meta.mark(index));
-            if res.is_ok()
-                && let Some(h) = &mut hasher
-            {
-                for c in &chunks {
-                    h.update(c);
-                }
-            }
-            (hasher.map(|h| (h, res.is_ok())), res)
+        tokio::task::spawn_blocking(move || {
+            crate::store::write_chunks_at(&file, &chunks, offset).and_then(|()| meta.mark(index))
         })
         .await
-        .map_err(|e| FetchError::Io(e.to_string()))?;
-        let mut hashed = false;
-        if let Some((h, ok)) = hasher {
-            f.hasher = Some(h);
-            hashed = ok;
-        }
-        res.map_err(|e| io_err(&self.inner.data, e))?;
+        .map_err(|e| FetchError::Io(e.to_string()))?
+        .map_err(|e| io_err(&self.inner.data, e))?;
         f.have.set(index);
-        if hashed {
-            f.prefix += 1;
-        }
         *self.inner.progress.held.lock().expect("lock") = Some(f.have.clone());
-        self.advance(f, hashed.then_some(index)).await?;
+        self.advance(f);
         Ok(true)
     }
 
@@ -317,32 +297,11 @@ impl PieceTask {
             .map(|f| f.have.clone())
     }
 
-    /// Hashes the held pieces just past the prefix into the whole-blob
-    /// hash (reading them back from the file) and publishes the prefix's
-    /// length as `written`. `hashed` is a piece the caller already hashed
-    /// into the prefix, so that the prefix is published even if nothing
-    /// more is read here.
-    async fn advance(&self, f: &mut Filling, hashed: Option<u32>) -> Result<(), FetchError> {
-        let start = hashed.unwrap_or(f.prefix);
+    /// Moves the prefix past the held pieces that follow it and publishes
+    /// its length as `written`.
+    fn advance(&self, f: &mut Filling) {
+        let start = f.prefix;
         while f.prefix < f.layout.piece_count() && f.have.get(f.prefix) {
-            let offset = u64::from(f.prefix) * u64::from(f.layout.piece_size);
-            let len = f.layout.piece_len(f.prefix) as usize;
-            let file = f.file.clone();
-            let mut hasher = f.hasher.take().expect("hasher");
-            let mut buf = std::mem::take(&mut f.buf);
-            let (hasher, buf, res) = tokio::task::spawn_blocking(move || {
-                buf.resize(len, 0);
-                let res = file.read_exact_at(&mut buf, offset);
-                if res.is_ok() {
-                    hasher.update(&buf);
-                }
-                (hasher, buf, res)
-            })
-            .await
-            .map_err(|e| FetchError::Io(e.to_string()))?;
-            f.hasher = Some(hasher);
-            f.buf = buf;
-            res.map_err(|e| io_err(&self.inner.data, e))?;
             f.prefix += 1;
         }
         if f.prefix > start {
@@ -353,12 +312,13 @@ impl PieceTask {
                 }
             });
         }
-        Ok(())
     }
 
-    /// Checks that every piece is in and the whole blob hashes to the
-    /// digest, then stores the piece map and commits the blob. A blob that
-    /// does not match is discarded with its task.
+    /// Checks that every piece is in, that `map` is the complete map of
+    /// the digest and extends the hashes the pieces were verified against,
+    /// and verifies the pieces resumed from disk; then stores the piece map
+    /// and commits the blob. A blob that does not match is discarded with
+    /// its task.
     async fn finish(&self, fetcher: &Fetcher, map: &PieceMap) -> Result<(), FetchError> {
         let mut st = self.inner.state.lock().await;
         let f = st
@@ -371,14 +331,21 @@ impl PieceTask {
                 expected: u64::from(f.layout.piece_count()),
             });
         }
-        let actual = f.hasher.take().expect("hasher").finish();
-        if actual != self.inner.digest {
+        let map_fits = map.digest == self.inner.digest
+            && map.validate().is_ok()
+            && map.size == f.layout.size
+            && map.piece_size == f.layout.piece_size
+            && self.set_known_hashes(&map.pieces);
+        if !map_fits {
+            return Err(FetchError::Io(format!(
+                "the piece map of {} does not fit the pieces downloaded",
+                self.inner.digest
+            )));
+        }
+        if let Err(e) = verify_resumed(&f.file, map, &f.resumed).await {
+            tracing::warn!(digest = %self.inner.digest, error = %e, "a resumed download is damaged; discarding it");
             let _ = tokio::fs::remove_dir_all(&self.inner.dir).await;
-            return Err(FetchError::DigestMismatch {
-                source_label: "swarm",
-                expected: self.inner.digest,
-                actual,
-            });
+            return Err(e);
         }
         self.inner.progress.update_hashes(|known| {
             *known = map.pieces.clone();
@@ -397,6 +364,34 @@ impl PieceTask {
         tracing::info!(digest = %self.inner.digest, size = f.layout.size, "blob verified and stored (pieces)");
         Ok(())
     }
+}
+
+/// Reads back and verifies against `map` the pieces a task resumed from
+/// disk: they were verified when first written, but a crash can leave a
+/// piece marked whose bytes never reached the disk.
+async fn verify_resumed(
+    file: &Arc<std::fs::File>,
+    map: &PieceMap,
+    resumed: &Bitfield,
+) -> Result<(), FetchError> {
+    if resumed.count() == 0 {
+        return Ok(());
+    }
+    let (file, map, resumed) = (file.clone(), map.clone(), resumed.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::new();
+        for i in resumed.iter_held() {
+            let range = map.piece_range(i);
+            buf.resize((range.end - range.start) as usize, 0);
+            file.read_exact_at(&mut buf, range.start)
+                .map_err(|e| FetchError::Io(format!("reading resumed piece {i}: {e}")))?;
+            map.verify_piece(i, &buf)
+                .map_err(|e| FetchError::Io(format!("resumed {e}")))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| FetchError::Io(e.to_string()))?
 }
 
 /// Opens the task's data file and its piece flags, resuming them if the

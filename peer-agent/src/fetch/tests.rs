@@ -192,7 +192,9 @@ async fn partial_piece_maps_grow_with_the_download() {
     let dir = tempfile::tempdir().unwrap();
     let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 3).with_piece_maps();
     let (data, d) = blob(4 * 256 * 1024);
-    // A source that sends two pieces, then waits until released.
+    // A source that sends two pieces and a byte (a piece is listed once
+    // the next byte shows it is not the blob's last), then waits until
+    // released.
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     struct Gated(Bytes, Mutex<Option<tokio::sync::oneshot::Receiver<()>>>);
     impl BlobSource for Gated {
@@ -200,7 +202,7 @@ async fn partial_piece_maps_grow_with_the_download() {
             let data = self.0.clone();
             let gate = self.1.lock().unwrap().take().expect("opened once");
             async move {
-                let half = data.len() / 2;
+                let half = data.len() / 2 + 1;
                 let total = data.len() as u64;
                 let first = futures_util::stream::iter(vec![Ok(data.slice(..half))]);
                 let rest = futures_util::stream::once(async move {

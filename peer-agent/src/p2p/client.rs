@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use shoal_proto::wire::{ErrorCode, MAX_HINT, PieceRequest, PieceResponse};
-use shoal_proto::{Digest, Hasher, PieceError, PieceMap, encode_frame};
+use shoal_proto::{Digest, PieceError, PieceMap, encode_frame};
 
 use super::endpoint::ConnectError;
 use super::stream::{FrameReader, PROTOCOL_ERROR, ReadFrameError};
@@ -196,6 +196,12 @@ pub(crate) async fn request_piece(
     index: u32,
     timeout: Duration,
 ) -> Result<VerifiedPiece, FetchError> {
+    // Verified as its bytes arrive: sha256 resumed from the map's value
+    // before the piece.
+    let mut check = map.check_piece(index).map_err(|e| FetchError::Protocol {
+        peer,
+        reason: e.to_string(),
+    })?;
     let range = map.piece_range(index);
     let expected = range.end - range.start;
     let transport = |e: &dyn std::fmt::Display| FetchError::Transport {
@@ -257,7 +263,6 @@ pub(crate) async fn request_piece(
         ));
     }
 
-    let mut hasher = Hasher::new();
     let mut chunks = Vec::new();
     let mut got = 0u64;
     let first = reader.into_leftover();
@@ -270,7 +275,7 @@ pub(crate) async fn request_piece(
     }
     if !first.is_empty() {
         got += first.len() as u64;
-        hasher.update(&first);
+        check.update(&first);
         chunks.push(first);
     }
     while got < expected {
@@ -286,12 +291,10 @@ pub(crate) async fn request_piece(
             });
         };
         got += chunk.bytes.len() as u64;
-        hasher.update(&chunk.bytes);
+        check.update(&chunk.bytes);
         chunks.push(chunk.bytes);
     }
-    if hasher.finish() != map.pieces[index as usize] {
-        return Err(reject(peer, PieceError::HashMismatch { index }));
-    }
+    check.finish().map_err(|e| reject(peer, e))?;
     Ok(VerifiedPiece {
         digest: map.digest,
         index,

@@ -291,7 +291,7 @@ mod tests {
     fn configs_build() {
         let a = ClusterTls::new(&secret(b"0123456789abcdef")).unwrap();
         let s = a.server_config().unwrap();
-        assert_eq!(s.alpn_protocols, vec![b"shoal/1".to_vec()]);
+        assert_eq!(s.alpn_protocols, vec![b"shoal/2".to_vec()]);
         assert_eq!(s.max_early_data_size, 0);
         a.client_config().unwrap();
         let h = a.http_server_config().unwrap();

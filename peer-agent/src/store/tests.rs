@@ -83,7 +83,7 @@ async fn eviction_removes_the_piece_map_and_pinned_blobs_stay() {
     let dir = tempfile::tempdir().unwrap();
     let store = ContentStore::open_with_quota(dir.path(), ByteSize::from_bytes(10)).unwrap();
     let body = vec![7u8; 64];
-    let mut h = shoal_proto::PieceHasher::new(16);
+    let mut h = shoal_proto::PieceHasher::new(64);
     h.update(&body);
     let map = h.finish().unwrap();
     store.put_piece_map(&map).await.unwrap();

@@ -158,7 +158,11 @@ impl Driver {
         let map = view.to_map()?;
         let layout = Layout::of(&map);
         let have = self.task.start(layout).await?;
-        self.task.set_known_hashes(&map.pieces);
+        if !self.task.set_known_hashes(&map.pieces) {
+            return Err(FetchError::Io(
+                "the supernode's piece map contradicts the one pieces were verified against".into(),
+            ));
+        }
         let config = DownloadConfig {
             // The streaming window (the first missing pieces from the
             // client's read position are asked first) stays at its
@@ -369,7 +373,11 @@ impl Running {
             && map.piece_size == self.map.piece_size
             && map.piece_count() > old
         {
-            self.task.set_known_hashes(&map.pieces);
+            if !self.task.set_known_hashes(&map.pieces) {
+                tracing::warn!(digest = %self.blob.digest,
+                    "ignoring a piece map from the supernode that changes hashes it sent before");
+                return Some(self.poll_map(MAP_RETRY));
+            }
             self.map = Arc::new(map);
             self.complete_map = complete;
             let now = self.now();

@@ -237,7 +237,8 @@ fn encoding_above_the_limit_is_refused_and_leaves_output_alone() {
 
 #[test]
 fn piece_maps_travel_in_frames_and_are_validated() {
-    let map = PieceMap::build(Digest::of(b"x"), 10, 4, [Digest::of(b"a"); 3]).unwrap();
+    let (a, x) = (Digest::of(b"a"), Digest::of(b"x"));
+    let map = PieceMap::build(x, 130, 64, [a, a, x]).unwrap();
     let mut out = Vec::new();
     encode_frame(&map, &mut out).unwrap();
     assert_eq!(decode_frame::<PieceMap>(&out), Ok(map.clone()));

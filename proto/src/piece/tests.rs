@@ -51,15 +51,20 @@ fn validation_errors() {
         Err(PieceMapError::BadPieceSize(0))
     );
     assert_eq!(
+        PieceMap::build(d, 10, 100, [d]),
+        Err(PieceMapError::BadPieceSize(100)),
+        "chaining values exist only at 64-byte blocks"
+    );
+    assert_eq!(
         PieceMap::build(d, 10, MAX_PIECE_SIZE + 1, []),
         Err(PieceMapError::BadPieceSize(MAX_PIECE_SIZE + 1))
     );
     assert_eq!(
-        PieceMap::build(d, MAX_BLOB_SIZE, 1, []),
-        Err(PieceMapError::TooManyPieces(MAX_BLOB_SIZE))
+        PieceMap::build(d, MAX_BLOB_SIZE, 64, []),
+        Err(PieceMapError::TooManyPieces(MAX_BLOB_SIZE / 64))
     );
     assert_eq!(
-        PieceMap::build(d, 10, 4, [d; 2]),
+        PieceMap::build(d, 130, 64, [d; 2]),
         Err(PieceMapError::CountMismatch {
             expected: 3,
             actual: 2
@@ -67,14 +72,25 @@ fn validation_errors() {
     );
     // An endless iterator is cut off after one extra hash.
     assert_eq!(
-        PieceMap::build(d, 10, 4, std::iter::repeat(d)),
+        PieceMap::build(d, 130, 64, std::iter::repeat(d)),
         Err(PieceMapError::CountMismatch {
             expected: 3,
             actual: 4
         })
     );
-    let ok = PieceMap::build(d, 10, 4, [d; 3]).unwrap();
+    let ok = PieceMap::build(d, 130, 64, [d; 3]).unwrap();
     assert_eq!(ok.validate(), Ok(()));
+    // The chain must end at the digest, also for an empty blob.
+    let other = Digest::of(b"other");
+    assert_eq!(
+        PieceMap::build(d, 130, 64, [d, d, other]),
+        Err(PieceMapError::DigestMismatch)
+    );
+    assert_eq!(
+        PieceMap::build(other, 0, 64, []),
+        Err(PieceMapError::DigestMismatch)
+    );
+    assert!(PieceMap::build(d, 0, 64, []).is_ok());
     let largest = PieceMap::build(
         d,
         MAX_BLOB_SIZE,
@@ -86,25 +102,44 @@ fn validation_errors() {
 
 #[test]
 fn verify_piece_checks_index_length_and_hash() {
-    let blob: Vec<u8> = (0..10u8).collect();
-    let mut h = PieceHasher::new(4);
+    let blob: Vec<u8> = (0..140u8).collect();
+    let mut h = PieceHasher::new(64);
     h.update(&blob);
     let map = h.finish().unwrap();
-    assert_eq!(map.piece_range(2), 8..10);
-    assert_eq!(map.verify_piece(0, &blob[0..4]), Ok(()));
-    assert_eq!(map.verify_piece(2, &blob[8..10]), Ok(()));
+    assert_eq!(map.piece_range(2), 128..140);
+    assert_eq!(map.verify_piece(0, &blob[0..64]), Ok(()));
+    assert_eq!(map.verify_piece(1, &blob[64..128]), Ok(()));
+    assert_eq!(map.verify_piece(2, &blob[128..140]), Ok(()));
     assert_eq!(
-        map.verify_piece(2, &blob[6..10]),
+        map.verify_piece(2, &blob[124..140]),
         Err(PieceError::WrongLength {
             index: 2,
-            expected: 2,
-            actual: 4
+            expected: 12,
+            actual: 16
         })
     );
     assert_eq!(
-        map.verify_piece(1, &blob[0..4]),
+        map.verify_piece(1, &blob[0..64]),
         Err(PieceError::HashMismatch { index: 1 })
     );
+    let mut flipped = blob.clone();
+    flipped[139] ^= 1;
+    assert_eq!(
+        map.verify_piece(2, &flipped[128..140]),
+        Err(PieceError::HashMismatch { index: 2 })
+    );
+    // Streamed in any chunks, the same verdicts.
+    let mut check = map.check_piece(1).unwrap();
+    for c in blob[64..128].chunks(7) {
+        check.update(c);
+    }
+    assert_eq!(check.finish(), Ok(()));
+    let mut short = map.check_piece(1).unwrap();
+    short.update(&blob[64..127]);
+    assert!(matches!(
+        short.finish(),
+        Err(PieceError::WrongLength { .. })
+    ));
     assert_eq!(
         map.verify_piece(3, &[]),
         Err(PieceError::NoSuchPiece { index: 3, count: 3 })
@@ -115,19 +150,53 @@ fn verify_piece_checks_index_length_and_hash() {
 #[should_panic(expected = "out of range")]
 fn piece_range_out_of_range_panics() {
     let d = Digest::of(b"");
-    PieceMap::build(d, 10, 4, [d; 3]).unwrap().piece_range(3);
+    PieceMap::build(d, 130, 64, [d; 3]).unwrap().piece_range(3);
 }
 
 #[test]
 fn hasher_reports_completed_pieces_as_they_finish() {
-    let mut h = PieceHasher::new(4);
-    h.update(b"abc");
+    let blob = [5u8; 200];
+    let mut h = PieceHasher::new(64);
+    h.update(&blob[..63]);
     assert!(h.completed().is_empty());
-    h.update(b"defgh");
-    assert_eq!(h.completed(), [Digest::of(b"abcd"), Digest::of(b"efgh")]);
-    assert_eq!(h.len(), 8);
+    h.update(&blob[63..128]);
+    // The second piece may still be the blob's last, whose entry is the
+    // digest: it is listed once a byte of the third arrives.
+    assert_eq!(h.completed(), &chain_values(&blob[..128], 64)[..1]);
+    h.update(&blob[128..129]);
+    assert_eq!(h.completed(), &chain_values(&blob[..129], 64)[..2]);
+    assert_eq!(h.len(), 129);
+
+    let mut h = PieceHasher::new(64);
+    h.update(&blob[..128]);
     let map = h.finish().unwrap();
     assert_eq!(map.pieces.len(), 2, "no empty trailing piece");
+    assert_eq!(map.pieces[1], Digest::of(&blob[..128]));
+}
+
+#[test]
+fn hasher_refuses_a_piece_size_off_the_block() {
+    let mut h = PieceHasher::new(100);
+    h.update(&[1; 300]);
+    assert_eq!(h.finish(), Err(PieceMapError::BadPieceSize(100)));
+}
+
+/// The map's entries by definition: sha256's state after each piece, and
+/// the digest for the last.
+fn chain_values(data: &[u8], piece_size: usize) -> Vec<Digest> {
+    let mut out = Vec::new();
+    let mut end = 0;
+    while end < data.len() {
+        end = (end + piece_size).min(data.len());
+        if end == data.len() {
+            out.push(Digest::of(data));
+        } else {
+            let mut h = ChainHasher::new();
+            h.update(&data[..end]);
+            out.push(h.chain_value().unwrap());
+        }
+    }
+    out
 }
 
 #[test]
@@ -150,12 +219,17 @@ fn hasher_refuses_zero_piece_size_at_finish() {
 
 #[test]
 fn json_form_is_validated() {
-    let map =
-        PieceMap::build(Digest::of(b"x"), 5, 4, [Digest::of(b"a"), Digest::of(b"b")]).unwrap();
+    let map = PieceMap::build(
+        Digest::of(b"x"),
+        65,
+        64,
+        [Digest::of(b"a"), Digest::of(b"x")],
+    )
+    .unwrap();
     let json = serde_json::to_string(&map).unwrap();
     assert!(json.contains("\"digest\":\"sha256:"), "{json}");
     assert_eq!(serde_json::from_str::<PieceMap>(&json).unwrap(), map);
-    let bad = json.replace("\"size\":5", "\"size\":9");
+    let bad = json.replace("\"size\":65", "\"size\":200");
     let err = serde_json::from_str::<PieceMap>(&bad).unwrap_err();
     assert!(err.to_string().contains("lists 2 pieces"), "{err}");
 }
@@ -179,7 +253,7 @@ proptest! {
     #[test]
     fn any_chunking_gives_the_same_map(
         data in prop::collection::vec(any::<u8>(), 0..2000),
-        piece_size in 1u32..300,
+        piece_size in (1u32..6).prop_map(|b| b * 64),
         chunks in prop::collection::vec(0usize..500, 0..8),
     ) {
         let mut one = PieceHasher::new(piece_size);
@@ -192,8 +266,7 @@ proptest! {
         // And the map is what the definition says.
         prop_assert_eq!(one.digest, Digest::of(&data));
         prop_assert_eq!(one.size, data.len() as u64);
-        let expected: Vec<Digest> = data.chunks(piece_size as usize).map(Digest::of).collect();
-        prop_assert_eq!(&one.pieces, &expected);
+        prop_assert_eq!(&one.pieces, &chain_values(&data, piece_size as usize));
         for i in 0..one.piece_count() {
             let r = one.piece_range(i);
             prop_assert_eq!(one.verify_piece(i, &data[r.start as usize..r.end as usize]), Ok(()));
@@ -202,10 +275,11 @@ proptest! {
 
     #[test]
     fn piece_ranges_tile_the_blob(
-        piece_size in 1u32..=MAX_PIECE_SIZE,
+        blocks in 1u32..=MAX_PIECE_SIZE / 64,
         n in 0u64..2000,
         last in 1u32..=MAX_PIECE_SIZE,
     ) {
+        let piece_size = blocks * 64;
         // n pieces, the last one `last` bytes (at most a full piece) long.
         let size = if n == 0 { 0 } else { (n - 1) * u64::from(piece_size) + u64::from(last.min(piece_size)) };
         let d = Digest::of(b"");

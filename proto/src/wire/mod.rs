@@ -1,7 +1,7 @@
 //! The peer-to-peer wire protocol: what two agents say to each other over
 //! one QUIC connection, and how daemons authenticate to each other.
 //!
-//! A connection is negotiated with the ALPN [`ALPN`] (`shoal/1`); a future
+//! A connection is negotiated with the ALPN [`ALPN`] (`shoal/2`); a future
 //! incompatible protocol gets a new ALPN instead of a version field in every
 //! message. Peers prove cluster membership during the TLS handshake itself
 //! (member certificates derived from the [`ClusterSecret`], built by the
@@ -42,8 +42,11 @@ pub use http_auth::{AUTH_SCHEME, HttpAuth, HttpAuthError};
 pub use piece::{ErrorCode, MAX_HINT, PieceRequest, PieceResponse};
 pub use secret::{ClusterSecret, SecretError};
 
-/// ALPN protocol identifier of Shoal's peer-to-peer protocol, version 1.
-pub const ALPN: &[u8] = b"shoal/1";
+/// ALPN protocol identifier of Shoal's peer-to-peer protocol, version 2:
+/// piece maps list sha256 chaining values ([`crate::PieceMap`]); version 1
+/// listed each piece's own sha256, so the two cannot verify each other's
+/// pieces and must not connect.
+pub const ALPN: &[u8] = b"shoal/2";
 
 #[cfg(test)]
 mod tests;

@@ -104,30 +104,72 @@ async fn resume(dir: &Path, data: &Bytes, map: &PieceMap) -> Vec<u32> {
     rx.await.unwrap()
 }
 
-/// Pieces that do not make up the digest are discarded with their task.
+/// A resumed piece whose bytes on disk were damaged (marked, but not
+/// what was verified) is caught before the blob is committed: the task is
+/// discarded, and the next attempt starts afresh and completes.
 #[tokio::test]
-async fn wrong_blob_is_discarded() {
+async fn damaged_resumed_piece_is_caught_before_commit() {
     let dir = tempfile::tempdir().unwrap();
+    let (data, map) = blob(3 * PIECE as usize);
+    interrupt_after(dir.path(), &data, &map, &[0, 1]).await;
+    let task = dir.path().join("tasks").join(map.digest.hex());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(task.join("data"))
+        .unwrap();
+    file.write_all_at(&[data[PIECE as usize + 5] ^ 1], u64::from(PIECE) + 5)
+        .unwrap();
+    drop(file);
+
     let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
-    let (data, map) = blob(2 * PIECE as usize);
-    let mut bad = data.to_vec();
-    bad[5] ^= 1;
-    let bad = Bytes::from(bad);
-    let m2 = map.clone();
+    let (d2, m2) = (data.clone(), map.clone());
     let handle = fetcher
         .get_pieced(&map.digest, move |task| async move {
-            task.start(Layout::of(&m2)).await?;
-            for i in 0..2 {
-                task.put_piece(i, piece(&bad, &m2, i)).await?;
-            }
+            let have = task.start(Layout::of(&m2)).await?;
+            assert_eq!(have.iter_held().collect::<Vec<_>>(), [0, 1]);
+            task.set_known_hashes(&m2.pieces);
+            task.put_piece(2, piece(&d2, &m2, 2)).await?;
             Ok(m2)
         })
         .await
         .unwrap();
     let r: Result<Vec<Bytes>, _> = handle.stream(0..u64::MAX).try_collect().await;
-    assert!(r.is_err());
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("resumed piece 1"), "{err}");
     assert!(fetcher.local(&map.digest).await.is_none());
-    assert!(!dir.path().join("tasks").join(map.digest.hex()).exists());
+    assert!(!task.exists());
+    assert!(resume(dir.path(), &data, &map).await.is_empty());
+}
+
+/// Piece hashes may only grow: a list that changes a hash already known
+/// (pieces were verified against it) is refused, and so is a final map
+/// that does not extend them.
+#[tokio::test]
+async fn known_hashes_only_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let fetcher = Fetcher::new(ContentStore::open(dir.path()).unwrap(), 0);
+    let (data, map) = blob(2 * PIECE as usize);
+    let (d2, m2) = (data.clone(), map.clone());
+    let handle = fetcher
+        .get_pieced(&map.digest, move |task| async move {
+            task.start(Layout::of(&m2)).await?;
+            assert!(task.set_known_hashes(&m2.pieces[..1]));
+            let mut changed = m2.pieces.clone();
+            changed[0] = Digest::of(b"other");
+            assert!(!task.set_known_hashes(&changed));
+            assert!(task.set_known_hashes(&m2.pieces));
+            for i in 0..2 {
+                task.put_piece(i, piece(&d2, &m2, i)).await?;
+            }
+            let mut other = m2.clone();
+            other.pieces = changed;
+            Ok(other)
+        })
+        .await
+        .unwrap();
+    let r: Result<Vec<Bytes>, _> = handle.stream(0..u64::MAX).try_collect().await;
+    assert!(r.unwrap_err().to_string().contains("does not fit"));
+    assert!(fetcher.local(&map.digest).await.is_none());
 }
 
 /// A task whose `pieces` file is damaged (a flag that is neither 0 nor 1,
