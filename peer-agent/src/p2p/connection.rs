@@ -93,8 +93,9 @@ pub(super) async fn drive(
             bi = pc.conn.accept_bi() => {
                 let Ok((send, recv)) = bi else { break };
                 let inner = inner.clone();
+                let conn = pc.conn.clone();
                 tasks.spawn(async move {
-                    inner.server.serve_stream(peer, send, recv, timeout).await;
+                    inner.server.serve_stream(&conn, peer, send, recv, timeout).await;
                 });
             }
             uni = pc.conn.accept_uni() => {

@@ -272,6 +272,8 @@ impl P2pEndpoint {
                 lost = st.path.lost_packets,
                 congestion_events = st.path.congestion_events,
                 sent = st.path.sent_packets,
+                udp_tx = st.udp_tx.datagrams,
+                udp_rx = st.udp_rx.datagrams,
                 "piece request timed out"
             );
         }

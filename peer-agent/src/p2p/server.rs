@@ -25,6 +25,11 @@ use super::limit::RateLimiter;
 use super::metrics::{BYTES_SENT, REQUESTS_REFUSED};
 use super::stream::{FrameReader, PROTOCOL_ERROR, ReadFrameError, TIMEOUT};
 
+/// An upload that takes longer than this (from its stream's arrival to
+/// its last byte handed to the connection) is logged at debug level with
+/// the connection's path statistics.
+const SLOW_UPLOAD: Duration = Duration::from_secs(2);
+
 /// Bytes of a piece written (and reserved from the rate limiter) at once.
 const SLICE: usize = 128 * 1024;
 
@@ -128,14 +133,16 @@ impl PieceServer {
         self.max_uploads - self.uploads.available_permits()
     }
 
-    /// Handles one request stream from `peer` to its end.
+    /// Handles one request stream from `peer` (on `conn`) to its end.
     pub(crate) async fn serve_stream(
         &self,
+        conn: &quinn::Connection,
         peer: SocketAddr,
         mut send: SendStream,
         mut recv: RecvStream,
         timeout: Duration,
     ) {
+        let started = std::time::Instant::now();
         let mut reader = FrameReader::<PieceRequest>::new();
         let read = async {
             let request = reader.header(&mut recv, timeout).await?;
@@ -160,6 +167,7 @@ impl PieceServer {
                 return;
             }
         };
+        let read = started.elapsed();
         let result = match self.answer(peer, &request).await {
             Answer::Refuse(resp) => {
                 let reason = match resp {
@@ -180,6 +188,15 @@ impl PieceServer {
                 sent
             }
         };
+        let took = started.elapsed();
+        if took > SLOW_UPLOAD {
+            let st = conn.stats();
+            tracing::debug!(%peer, digest = %request.digest, index = request.index,
+                ?read, ?took, ok = result.is_ok(), rtt = ?st.path.rtt, cwnd = st.path.cwnd,
+                lost = st.path.lost_packets, congestion_events = st.path.congestion_events,
+                sent = st.path.sent_packets, udp_tx = st.udp_tx.datagrams,
+                udp_rx = st.udp_rx.datagrams, "slow upload");
+        }
         match result {
             Ok(()) => {
                 let _ = send.finish();
