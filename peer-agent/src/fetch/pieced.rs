@@ -347,10 +347,6 @@ impl PieceTask {
             let _ = tokio::fs::remove_dir_all(&self.inner.dir).await;
             return Err(e);
         }
-        self.inner.progress.update_hashes(|known| {
-            *known = map.pieces.clone();
-            true
-        });
         let store = &fetcher.store;
         store
             .put_piece_map(map)

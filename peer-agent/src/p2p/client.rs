@@ -7,7 +7,6 @@
 //! the [`PieceMap`]; otherwise the error names the peer, which the caller
 //! drops and reports.
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -178,13 +177,6 @@ impl VerifiedPiece {
             out.extend_from_slice(c);
         }
         out.freeze()
-    }
-
-    /// Writes the piece into `file` at `offset` (its offset in the blob),
-    /// chunk by chunk without gathering it first. Blocking: call it from
-    /// `spawn_blocking`.
-    pub fn write_at(&self, file: &std::fs::File, offset: u64) -> io::Result<()> {
-        crate::store::write_chunks_at(file, &self.chunks, offset)
     }
 }
 

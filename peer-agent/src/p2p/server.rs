@@ -167,7 +167,7 @@ impl PieceServer {
                 return;
             }
         };
-        let read = started.elapsed();
+        let request_read = started.elapsed();
         let result = match self.answer(peer, &request).await {
             Answer::Refuse(resp) => {
                 let reason = match resp {
@@ -192,7 +192,7 @@ impl PieceServer {
         if took > SLOW_UPLOAD {
             let st = conn.stats();
             tracing::debug!(%peer, digest = %request.digest, index = request.index,
-                ?read, ?took, ok = result.is_ok(), rtt = ?st.path.rtt, cwnd = st.path.cwnd,
+                ?request_read, ?took, ok = result.is_ok(), rtt = ?st.path.rtt, cwnd = st.path.cwnd,
                 lost = st.path.lost_packets, congestion_events = st.path.congestion_events,
                 sent = st.path.sent_packets, udp_tx = st.udp_tx.datagrams,
                 udp_rx = st.udp_rx.datagrams, "slow upload");

@@ -194,10 +194,12 @@ async fn a_verified_piece_is_written_at_its_offset() {
             .unwrap();
         let offset = map.piece_range(index).start;
         let file = file.clone();
-        tokio::task::spawn_blocking(move || piece.write_at(&file, offset))
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            crate::store::write_chunks_at(&file, piece.chunks(), offset)
+        })
+        .await
+        .unwrap()
+        .unwrap();
     }
     assert_eq!(std::fs::read(dir.path().join("data")).unwrap(), blob);
 }
