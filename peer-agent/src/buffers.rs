@@ -2,13 +2,22 @@
 //! allocation costs a page fault and a page clearing per 4 KiB (allocations
 //! this large come from `mmap`); buffers lent out as [`Bytes`] come back to
 //! a pool when the transport drops the last view of them.
+//!
+//! Buffers come in size classes (powers of two from [`MIN_CLASS`]) so that
+//! reads of nearby lengths share them: a pool that kept buffers of every
+//! length it was asked for filled up with the wrong ones and allocated
+//! (and cleared) fresh 4 MiB blob chunks all the time.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
 
 /// Capacity the [`shared`] pool keeps for reuse.
 const SHARED_POOL_BYTES: usize = 64 << 20;
+
+/// Smallest buffer capacity handed out.
+const MIN_CLASS: usize = 64 << 10;
 
 /// The process's pool: piece reads for peers and blob reads for clients.
 pub(crate) fn shared() -> &'static Arc<BufferPool> {
@@ -17,8 +26,14 @@ pub(crate) fn shared() -> &'static Arc<BufferPool> {
     &POOL
 }
 
+/// The capacity of the buffers that serve requests of `len` bytes.
+fn class_of(len: usize) -> usize {
+    len.max(MIN_CLASS).next_power_of_two()
+}
+
 /// Buffers that go back to the pool when the last [`Bytes`] view of them
-/// is dropped, up to `max_bytes` of capacity held.
+/// is dropped, up to `max_bytes` of capacity held; past that, the buffers
+/// returned longest ago are freed.
 pub(crate) struct BufferPool {
     free: Mutex<Free>,
     max_bytes: usize,
@@ -26,7 +41,8 @@ pub(crate) struct BufferPool {
 
 #[derive(Default)]
 struct Free {
-    bufs: Vec<Vec<u8>>,
+    /// Oldest returned first.
+    bufs: VecDeque<Vec<u8>>,
     /// Capacity of `bufs`, summed.
     bytes: usize,
 }
@@ -41,33 +57,25 @@ impl BufferPool {
     }
 
     /// A buffer of `len` bytes (contents unspecified: the caller fills
-    /// it), preferably the smallest kept one large enough, so that piece
-    /// reads do not take the buffers sized for blob chunks. A kept buffer
-    /// is handed out without clearing it again; a fresh one comes zeroed
-    /// from the allocator (untouched pages, no `memset`).
+    /// it): the kept buffer of its size class returned last (the one most
+    /// likely still in the CPU's caches), else a fresh one, zeroed by the
+    /// allocator (untouched pages, no `memset`). Kept buffers are handed
+    /// out without clearing them again.
     pub(crate) fn take(&self, len: usize) -> PoolBuf {
+        let class = class_of(len);
         let reused = {
             let mut free = self.free.lock().expect("lock");
-            let fit = (free.bufs.iter().enumerate())
-                .filter(|(_, b)| b.capacity() >= len)
-                .min_by_key(|(_, b)| b.capacity())
-                .map(|(i, _)| i);
-            let buf = fit.map(|i| free.bufs.swap_remove(i));
-            if let Some(b) = &buf {
-                free.bytes -= b.capacity();
+            let fit = free.bufs.iter().rposition(|b| b.len() == class);
+            let buf = fit.and_then(|i| free.bufs.remove(i));
+            if buf.is_some() {
+                free.bytes -= class;
             }
             buf
         };
-        let buf = reused.map_or_else(
-            || vec![0; len],
-            |mut b| {
-                // Its whole capacity was initialised when it was created,
-                // so this grows nothing and writes nothing.
-                b.resize(b.capacity(), 0);
-                b
-            },
-        );
-        PoolBuf { buf, len }
+        PoolBuf {
+            buf: reused.unwrap_or_else(|| vec![0; class]),
+            len,
+        }
     }
 
     /// `buf` as [`Bytes`] that return it to this pool when dropped.
@@ -79,17 +87,24 @@ impl BufferPool {
     }
 
     fn give(&self, buf: Vec<u8>) {
+        if buf.len() > self.max_bytes {
+            return;
+        }
         let mut free = self.free.lock().expect("lock");
-        if free.bytes + buf.capacity() <= self.max_bytes {
-            free.bytes += buf.capacity();
-            free.bufs.push(buf);
+        free.bytes += buf.len();
+        free.bufs.push_back(buf);
+        while free.bytes > self.max_bytes {
+            let Some(old) = free.bufs.pop_front() else {
+                break;
+            };
+            free.bytes -= old.len();
         }
     }
 }
 
 /// A buffer from [`BufferPool::take`]: `len` bytes in front of an
-/// allocation whose whole capacity is initialised, so that handing it out
-/// again for another length never clears it.
+/// initialised buffer of its size class, so that handing it out again for
+/// another length never clears it.
 pub(crate) struct PoolBuf {
     buf: Vec<u8>,
     len: usize,
@@ -131,10 +146,10 @@ mod tests {
     use super::*;
 
     /// A buffer comes back when its last view is dropped and is lent
-    /// again (same allocation), and the pool keeps no more than its cap.
+    /// again (same allocation) without being cleared.
     #[test]
-    fn buffers_return_when_the_last_view_drops_up_to_the_cap() {
-        let pool = Arc::new(BufferPool::new(1024));
+    fn buffers_return_when_the_last_view_drops() {
+        let pool = Arc::new(BufferPool::new(1 << 20));
         let mut buf = pool.take(1000);
         let ptr = buf.as_ptr();
         buf[996..].copy_from_slice(b"kept");
@@ -143,7 +158,7 @@ mod tests {
         drop(bytes);
         assert_eq!(pool.free.lock().unwrap().bufs.len(), 0, "a view is alive");
         drop(view);
-        assert_eq!(pool.free.lock().unwrap().bytes, 1000);
+        assert_eq!(pool.free.lock().unwrap().bytes, MIN_CLASS);
         let again = pool.take(800);
         assert_eq!((again.as_ptr(), again.len()), (ptr, 800));
         // Lent for a shorter length and then a longer one again, it is
@@ -151,22 +166,44 @@ mod tests {
         drop(pool.lend(again));
         let larger = pool.take(1000);
         assert_eq!((larger.as_ptr(), &larger[996..]), (ptr, &b"kept"[..]));
-        drop(larger);
-        // Over the cap: dropped, not kept.
-        pool.give(vec![0; 2000]);
-        assert_eq!(pool.free.lock().unwrap().bytes, 0);
     }
 
-    /// A kept buffer too small for the request is left for a later one.
+    /// Lengths of one size class share buffers; a buffer of another class
+    /// is left for a request of its own class.
     #[test]
-    fn a_kept_buffer_is_reused_only_if_large_enough() {
-        let pool = Arc::new(BufferPool::new(1 << 20));
+    fn buffers_serve_their_size_class() {
+        let pool = Arc::new(BufferPool::new(16 << 20));
         let small = pool.take(100);
         let small_ptr = small.as_ptr();
         drop(pool.lend(small));
-        let big = pool.take(1000);
+        let big = pool.take(200 << 10);
         assert_ne!(big.as_ptr(), small_ptr);
-        let again = pool.take(50);
-        assert_eq!(again.as_ptr(), small_ptr);
+        let big_ptr = big.as_ptr();
+        drop(pool.lend(big));
+        // 256 KiB is the class of 200 KiB: the same buffer.
+        assert_eq!(pool.take(256 << 10).as_ptr(), big_ptr);
+        assert_eq!(pool.take(50).as_ptr(), small_ptr);
+        assert_eq!(class_of(4 << 20), 4 << 20);
+        assert_eq!(class_of((4 << 20) + 1), 8 << 20);
+    }
+
+    /// Over the cap, the buffers returned longest ago are freed and the
+    /// one returned last is lent first.
+    #[test]
+    fn the_oldest_buffers_go_past_the_cap() {
+        let pool = Arc::new(BufferPool::new(2 * MIN_CLASS));
+        let bufs: Vec<PoolBuf> = (0..3).map(|_| pool.take(10)).collect();
+        let ptrs: Vec<*const u8> = bufs.iter().map(|b| b.as_ptr()).collect();
+        for b in bufs {
+            drop(pool.lend(b));
+        }
+        assert_eq!(pool.free.lock().unwrap().bytes, 2 * MIN_CLASS);
+        let last = pool.take(10);
+        let before = pool.take(10);
+        assert_eq!((last.as_ptr(), before.as_ptr()), (ptrs[2], ptrs[1]));
+        assert!(pool.free.lock().unwrap().bufs.is_empty());
+        // A buffer larger than the whole cap is not kept at all.
+        pool.give(vec![0; 4 * MIN_CLASS]);
+        assert_eq!(pool.free.lock().unwrap().bytes, 0);
     }
 }
