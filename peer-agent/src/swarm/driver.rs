@@ -271,6 +271,11 @@ impl Running {
         let mut next_announce = Instant::now();
         let has_tracker = self.swarm.opts.tracker.is_some();
         loop {
+            // The node's download cap is shared by its running downloads.
+            if let Some(budget) = self.swarm.opts.download_rate {
+                let share = budget as f64 / self.swarm.running_downloads().max(1) as f64;
+                self.dl.set_download_rate(share);
+            }
             while let Some(action) = self.dl.poll_action() {
                 match action {
                     Action::Request { peer, piece } => self.request(peer, piece),

@@ -174,6 +174,11 @@ impl Swarm {
         }
     }
 
+    /// Swarm downloads running now (they share the download cap).
+    pub(crate) fn running_downloads(&self) -> usize {
+        self.tasks.lock().expect("lock").len()
+    }
+
     /// The blob, from the store or from a swarm download this call starts
     /// or joins; returns once its size is known.
     pub async fn get(self: &Arc<Self>, blob: BlobRef) -> Result<BlobHandle, FetchError> {

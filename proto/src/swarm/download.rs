@@ -210,6 +210,16 @@ impl Download {
         Some(bytes as f64 / span)
     }
 
+    /// Sets this download's part of the node's download budget, in bytes
+    /// per second, when other downloads share the budget; its window is
+    /// sized against that part from now on. A download without a budget
+    /// keeps none.
+    pub fn set_download_rate(&mut self, rate: f64) {
+        if let Some(r) = &mut self.config.download_rate {
+            *r = rate;
+        }
+    }
+
     /// Requests to keep in flight in total; see [`Window`].
     pub(super) fn in_flight_target(&self) -> u32 {
         match self.config.download_rate {

@@ -53,7 +53,7 @@ impl Window {
     /// Requests to keep in flight; `measured` is the recent download rate.
     pub fn target(&self, cfg: &DownloadConfig, measured: Option<f64>, piece_size: u32) -> u32 {
         match cfg.download_rate {
-            Some(_) => self.size,
+            Some(budget) => self.size.min(queue_cap(cfg, budget, piece_size)),
             None => self.size_for_rate(cfg, measured.unwrap_or(0.0), piece_size),
         }
     }
@@ -69,8 +69,16 @@ impl Window {
     }
 
     /// Feeds the measured rate at `now`; adjusts at most once per
-    /// `window_interval`.
-    pub fn adapt(&mut self, cfg: &DownloadConfig, now: Time, started: Time, measured: Option<f64>) {
+    /// `window_interval`. The window grows no further than
+    /// [`DownloadConfig::max_queue`] allows.
+    pub fn adapt(
+        &mut self,
+        cfg: &DownloadConfig,
+        now: Time,
+        started: Time,
+        measured: Option<f64>,
+        piece_size: u32,
+    ) {
         let Some(budget) = cfg.download_rate else {
             return;
         };
@@ -89,7 +97,7 @@ impl Window {
         let limited = std::mem::take(&mut self.limited);
         if rate < budget * GROW_BELOW {
             self.at_budget = 0;
-            if limited {
+            if limited && self.size < queue_cap(cfg, budget, piece_size) {
                 self.size = clamp(cfg, self.size + 1);
             }
         } else if rate >= budget * AT_BUDGET {
@@ -100,6 +108,16 @@ impl Window {
             }
         }
     }
+}
+
+/// Most requests in flight for `budget`: what it downloads in
+/// `max_queue`, plus the margin.
+fn queue_cap(cfg: &DownloadConfig, budget: f64, piece_size: u32) -> u32 {
+    let pieces = budget * cfg.max_queue.as_secs_f64() / f64::from(piece_size.max(1));
+    clamp(
+        cfg,
+        (pieces.ceil() as u32).saturating_add(cfg.extra_in_flight),
+    )
 }
 
 fn clamp(cfg: &DownloadConfig, n: u32) -> u32 {
@@ -145,15 +163,15 @@ mod tests {
         let mut w = Window::new(&cfg, 512 * 1024);
         let start = Time::ZERO;
         let mut t = Time::from_millis(1000);
-        w.adapt(&cfg, t, start, Some(2.0 * MIB));
+        w.adapt(&cfg, t, start, Some(2.0 * MIB), 512 * 1024);
         assert_eq!(w.size(), 4, "not limited: nothing to gain");
         t += cfg.window_interval;
         w.hit();
-        w.adapt(&cfg, t, start, Some(2.0 * MIB));
+        w.adapt(&cfg, t, start, Some(2.0 * MIB), 512 * 1024);
         assert_eq!(w.size(), 5);
         // At most one step per interval.
         w.hit();
-        w.adapt(&cfg, t, start, Some(2.0 * MIB));
+        w.adapt(&cfg, t, start, Some(2.0 * MIB), 512 * 1024);
         assert_eq!(w.size(), 5);
     }
 
@@ -163,11 +181,30 @@ mod tests {
         let mut w = Window::new(&cfg, 512 * 1024);
         let mut t = Time::from_millis(1000);
         for _ in 0..SHRINK_AFTER - 1 {
-            w.adapt(&cfg, t, Time::ZERO, Some(4.0 * MIB));
+            w.adapt(&cfg, t, Time::ZERO, Some(4.0 * MIB), 512 * 1024);
             t += cfg.window_interval;
         }
         assert_eq!(w.size(), 4);
-        w.adapt(&cfg, t, Time::ZERO, Some(4.0 * MIB));
+        w.adapt(&cfg, t, Time::ZERO, Some(4.0 * MIB), 512 * 1024);
         assert_eq!(w.size(), 3);
+    }
+
+    #[test]
+    fn grows_no_further_than_the_budget_downloads_in_max_queue() {
+        let mut cfg = config();
+        let mut w = Window::new(&cfg, 512 * 1024);
+        let mut t = Time::from_millis(1000);
+        for _ in 0..100 {
+            w.hit();
+            w.adapt(&cfg, t, Time::ZERO, Some(MIB), 512 * 1024);
+            t += cfg.window_interval;
+        }
+        // 4 MiB/s for 2 s is 16 pieces of 512 KiB, plus 2.
+        assert_eq!(w.size(), 18);
+        assert_eq!(w.target(&cfg, Some(MIB), 512 * 1024), 18);
+        // A quarter of the budget (three other downloads share it): at
+        // most what 1 MiB/s downloads in 2 s, at once.
+        cfg.download_rate = Some(MIB);
+        assert_eq!(w.target(&cfg, Some(MIB), 512 * 1024), 6);
     }
 }

@@ -40,7 +40,13 @@ impl Download {
         }
         if let Some(started) = self.started {
             let rate = self.download_rate();
-            self.window.adapt(&self.config, self.now, started, rate);
+            self.window.adapt(
+                &self.config,
+                self.now,
+                started,
+                rate,
+                self.layout.piece_size,
+            );
         }
         if !self.have.set(piece) {
             self.stats.duplicates += 1;

@@ -30,6 +30,12 @@ pub struct DownloadConfig {
     pub min_in_flight: u32,
     /// Most requests in flight in total.
     pub max_in_flight: u32,
+    /// With a budget, requests in flight never ask for more than the
+    /// budget downloads in this long (plus `extra_in_flight`): a download
+    /// held below its budget by something else (a node short of CPU,
+    /// uploaders shared by many) gains nothing from more, they only wait
+    /// at the uploaders, time out and are asked again.
+    pub max_queue: Duration,
     /// Least time between two adjustments of the in-flight window.
     pub window_interval: Duration,
     /// How much time's worth of a peer's throughput to keep requested.
@@ -76,6 +82,7 @@ impl Default for DownloadConfig {
             extra_in_flight: 2,
             min_in_flight: 2,
             max_in_flight: 64,
+            max_queue: Duration::from_secs(2),
             window_interval: Duration::from_millis(250),
             target_latency: Duration::from_millis(250),
             rate_horizon: Duration::from_secs(2),
