@@ -109,6 +109,9 @@ pub struct Download {
     /// When the first request went out.
     pub(super) started: Option<Time>,
     pub(super) window: Window,
+    /// The node's whole download cap (`config.download_rate` is this
+    /// download's share of it).
+    pub(super) node_budget: Option<f64>,
     /// [`Download::poll_timeout`]'s answer, until the next input.
     pub(super) next_timeout: TimeoutCache,
     /// Connected seeds.
@@ -137,6 +140,7 @@ impl Download {
         rank.shuffle(&mut SmallRng::seed_from_u64(rng_seed));
         let unrequested = n - have.count();
         let window = Window::new(&config, layout.piece_size);
+        let node_budget = config.download_rate;
         Download {
             config,
             layout,
@@ -158,6 +162,7 @@ impl Download {
             recent_bytes: 0,
             started: None,
             window,
+            node_budget,
             next_timeout: Cell::new(None),
             seeds: Vec::new(),
             prefer: None,

@@ -159,7 +159,11 @@ impl Download {
         let measured = self
             .started
             .is_some_and(|t| self.now >= t + cfg.rate_horizon);
-        match cfg.download_rate {
+        // Against the node's whole cap, not this download's share of it:
+        // a seed asked only when every download is short of the whole cap
+        // left the last pieces of a blob waiting on busy peers (10 s, then
+        // the HTTP fallback).
+        match self.node_budget {
             Some(budget) if measured => {
                 self.download_rate().unwrap_or(0.0) < budget * cfg.seed_starve_rate
             }
