@@ -129,16 +129,20 @@ impl P2pEndpoint {
             .map_err(|e| {
                 BindError::Config(format!("max UDP payload {}: {e}", config.max_udp_payload))
             })?;
-        let endpoint = quinn::Endpoint::new(
+        let socket_err = |source| BindError::Socket {
+            addr: config.listen,
+            source,
+        };
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let socket = quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(socket_err)?;
+        let socket = Arc::new(SegmentCapped::new(socket, config.max_udp_payload));
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
             ep_config,
             Some(server_config),
             socket,
-            Arc::new(quinn::TokioRuntime),
+            runtime,
         )
-        .map_err(|source| BindError::Socket {
-            addr: config.listen,
-            source,
-        })?;
+        .map_err(socket_err)?;
         let permits = Arc::new(Semaphore::new(config.max_connections));
         Ok(P2pEndpoint {
             inner: Arc::new(Inner {
@@ -364,6 +368,72 @@ impl Inner {
             drop(cached);
             peers.remove(&pc.peer);
         }
+    }
+}
+
+/// Most bytes one segmented (GSO) send may carry: the kernel takes it as a
+/// single datagram before cutting it into packets, so it must fit IPv4's
+/// 16-bit total length less the IP and UDP headers.
+const MAX_SEGMENTED_SEND: usize = 65_535 - 20 - 8;
+
+/// The UDP socket quinn sends through, allowing no more packets per
+/// segmented send than fit in [`MAX_SEGMENTED_SEND`] at the largest
+/// payload the endpoint probes for.
+///
+/// quinn batches up to 10 packets per send, and quinn-udp drops a send the
+/// kernel refuses as too large (`EMSGSIZE`) without a word, as it does a
+/// lost MTU probe. With 8952-byte packets, every batch of 8 to 10 vanished:
+/// QUIC counted the packets lost, shrank its window and sent them again, and
+/// piece requests waited out their 10 s timeout. quinn's own 1452-byte
+/// default never reaches the limit.
+#[derive(Debug)]
+struct SegmentCapped {
+    inner: Arc<dyn quinn::AsyncUdpSocket>,
+    max_segments: usize,
+}
+
+impl SegmentCapped {
+    fn new(inner: Arc<dyn quinn::AsyncUdpSocket>, max_udp_payload: u16) -> Self {
+        let max_segments = (MAX_SEGMENTED_SEND / usize::from(max_udp_payload).max(1)).max(1);
+        SegmentCapped {
+            inner,
+            max_segments,
+        }
+    }
+}
+
+impl quinn::AsyncUdpSocket for SegmentCapped {
+    fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
+        self.inner.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &quinn::udp::Transmit) -> io::Result<()> {
+        self.inner.try_send(transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut std::task::Context,
+        bufs: &mut [io::IoSliceMut<'_>],
+        meta: &mut [quinn::udp::RecvMeta],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.inner.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.inner.max_transmit_segments().min(self.max_segments)
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.inner.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
     }
 }
 
