@@ -274,7 +274,7 @@ impl Running {
             // The node's download cap is shared by its running downloads.
             if let Some(budget) = self.swarm.opts.download_rate {
                 let share = budget as f64 / self.swarm.running_downloads().max(1) as f64;
-                self.dl.set_download_rate(share);
+                self.dl.set_budget_share(share);
             }
             while let Some(action) = self.dl.poll_action() {
                 match action {

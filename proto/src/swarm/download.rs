@@ -109,9 +109,9 @@ pub struct Download {
     /// When the first request went out.
     pub(super) started: Option<Time>,
     pub(super) window: Window,
-    /// The node's whole download cap (`config.download_rate` is this
-    /// download's share of it).
-    pub(super) node_budget: Option<f64>,
+    /// This download's part of the node's download cap
+    /// (`config.download_rate`), which the node's downloads share.
+    pub(super) budget_share: Option<f64>,
     /// [`Download::poll_timeout`]'s answer, until the next input.
     pub(super) next_timeout: TimeoutCache,
     /// Connected seeds.
@@ -140,7 +140,7 @@ impl Download {
         rank.shuffle(&mut SmallRng::seed_from_u64(rng_seed));
         let unrequested = n - have.count();
         let window = Window::new(&config, layout.piece_size);
-        let node_budget = config.download_rate;
+        let budget_share = config.download_rate;
         Download {
             config,
             layout,
@@ -162,7 +162,7 @@ impl Download {
             recent_bytes: 0,
             started: None,
             window,
-            node_budget,
+            budget_share,
             next_timeout: Cell::new(None),
             seeds: Vec::new(),
             prefer: None,
@@ -215,24 +215,24 @@ impl Download {
         Some(bytes as f64 / span)
     }
 
-    /// Sets this download's part of the node's download budget, in bytes
-    /// per second, when other downloads share the budget; its window is
-    /// sized against that part from now on. A download without a budget
+    /// Sets this download's part of the node's download cap, in bytes per
+    /// second, when other downloads share the cap; its requests in flight
+    /// are sized against that part from now on. A download without a cap
     /// keeps none.
-    pub fn set_download_rate(&mut self, rate: f64) {
-        if let Some(r) = &mut self.config.download_rate {
+    pub fn set_budget_share(&mut self, rate: f64) {
+        if let Some(r) = &mut self.budget_share {
             *r = rate;
         }
     }
 
     /// Requests to keep in flight in total; see [`Window`].
     pub(super) fn in_flight_target(&self) -> u32 {
-        match self.config.download_rate {
-            Some(_) => self.window.size(),
-            None => self
-                .window
-                .target(&self.config, self.download_rate(), self.layout.piece_size),
-        }
+        self.window.target(
+            &self.config,
+            self.budget_share,
+            self.download_rate(),
+            self.layout.piece_size,
+        )
     }
 
     /// Whether `peer` was banned (and not yet forgotten).

@@ -163,7 +163,7 @@ impl Download {
         // a seed asked only when every download is short of the whole cap
         // left the last pieces of a blob waiting on busy peers (10 s, then
         // the HTTP fallback).
-        match self.node_budget {
+        match cfg.download_rate {
             Some(budget) if measured => {
                 self.download_rate().unwrap_or(0.0) < budget * cfg.seed_starve_rate
             }

@@ -12,6 +12,8 @@
 //! rate has been at the budget for a while. Without a budget it follows the
 //! measured rate times the target latency, plus a margin to probe.
 
+use std::time::Duration;
+
 use super::download::DownloadConfig;
 use crate::time::Time;
 
@@ -40,25 +42,31 @@ impl Window {
             last_adjust: None,
             at_budget: 0,
         };
-        w.size = w.size_for_rate(config, config.download_rate.unwrap_or(0.0), piece_size);
+        let rate = config.download_rate.unwrap_or(0.0);
+        w.size = pieces_for(config, rate, config.target_latency, piece_size);
         w
     }
 
-    fn size_for_rate(&self, cfg: &DownloadConfig, rate: f64, piece_size: u32) -> u32 {
-        let pieces = rate * cfg.target_latency.as_secs_f64() / f64::from(piece_size.max(1));
-        let want = (pieces.ceil() as u32).saturating_add(cfg.extra_in_flight);
-        clamp(cfg, want)
-    }
-
-    /// Requests to keep in flight; `measured` is the recent download rate.
-    pub fn target(&self, cfg: &DownloadConfig, measured: Option<f64>, piece_size: u32) -> u32 {
-        match cfg.download_rate {
-            Some(budget) => self.size.min(queue_cap(cfg, budget, piece_size)),
-            None => self.size_for_rate(cfg, measured.unwrap_or(0.0), piece_size),
+    /// Requests to keep in flight under `budget` (this download's part of
+    /// the node's cap, if it has one); `measured` is the recent download
+    /// rate.
+    pub fn target(
+        &self,
+        cfg: &DownloadConfig,
+        budget: Option<f64>,
+        measured: Option<f64>,
+        piece_size: u32,
+    ) -> u32 {
+        match budget {
+            Some(budget) => self
+                .size
+                .min(pieces_for(cfg, budget, cfg.max_queue, piece_size)),
+            None => pieces_for(cfg, measured.unwrap_or(0.0), cfg.target_latency, piece_size),
         }
     }
 
-    /// The window size (what [`Window::target`] answers with a budget).
+    /// The adapted window size, before the `max_queue` cap.
+    #[cfg(test)]
     pub fn size(&self) -> u32 {
         self.size
     }
@@ -68,18 +76,19 @@ impl Window {
         self.limited = true;
     }
 
-    /// Feeds the measured rate at `now`; adjusts at most once per
-    /// `window_interval`. The window grows no further than
-    /// [`DownloadConfig::max_queue`] allows.
+    /// Feeds the measured rate at `now`, to be compared with `budget`;
+    /// adjusts at most once per `window_interval`. The window grows no
+    /// further than [`DownloadConfig::max_queue`] allows.
     pub fn adapt(
         &mut self,
         cfg: &DownloadConfig,
+        budget: Option<f64>,
         now: Time,
         started: Time,
         measured: Option<f64>,
         piece_size: u32,
     ) {
-        let Some(budget) = cfg.download_rate else {
+        let Some(budget) = budget else {
             return;
         };
         // Let the rate measurement fill its horizon once.
@@ -97,7 +106,7 @@ impl Window {
         let limited = std::mem::take(&mut self.limited);
         if rate < budget * GROW_BELOW {
             self.at_budget = 0;
-            if limited && self.size < queue_cap(cfg, budget, piece_size) {
+            if limited && self.size < pieces_for(cfg, budget, cfg.max_queue, piece_size) {
                 self.size = clamp(cfg, self.size + 1);
             }
         } else if rate >= budget * AT_BUDGET {
@@ -110,10 +119,10 @@ impl Window {
     }
 }
 
-/// Most requests in flight for `budget`: what it downloads in
-/// `max_queue`, plus the margin.
-fn queue_cap(cfg: &DownloadConfig, budget: f64, piece_size: u32) -> u32 {
-    let pieces = budget * cfg.max_queue.as_secs_f64() / f64::from(piece_size.max(1));
+/// Requests for what `rate` downloads in `span`, plus the margin
+/// (`extra_in_flight`), within the configured bounds.
+fn pieces_for(cfg: &DownloadConfig, rate: f64, span: Duration, piece_size: u32) -> u32 {
+    let pieces = rate * span.as_secs_f64() / f64::from(piece_size.max(1));
     clamp(
         cfg,
         (pieces.ceil() as u32).saturating_add(cfg.extra_in_flight),
@@ -153,8 +162,8 @@ mod tests {
             ..config()
         };
         let w = Window::new(&cfg, 512 * 1024);
-        assert_eq!(w.target(&cfg, None, 512 * 1024), 2);
-        assert_eq!(w.target(&cfg, Some(8.0 * MIB), 512 * 1024), 6);
+        assert_eq!(w.target(&cfg, None, None, 512 * 1024), 2);
+        assert_eq!(w.target(&cfg, None, Some(8.0 * MIB), 512 * 1024), 6);
     }
 
     #[test]
@@ -163,15 +172,36 @@ mod tests {
         let mut w = Window::new(&cfg, 512 * 1024);
         let start = Time::ZERO;
         let mut t = Time::from_millis(1000);
-        w.adapt(&cfg, t, start, Some(2.0 * MIB), 512 * 1024);
+        w.adapt(
+            &cfg,
+            cfg.download_rate,
+            t,
+            start,
+            Some(2.0 * MIB),
+            512 * 1024,
+        );
         assert_eq!(w.size(), 4, "not limited: nothing to gain");
         t += cfg.window_interval;
         w.hit();
-        w.adapt(&cfg, t, start, Some(2.0 * MIB), 512 * 1024);
+        w.adapt(
+            &cfg,
+            cfg.download_rate,
+            t,
+            start,
+            Some(2.0 * MIB),
+            512 * 1024,
+        );
         assert_eq!(w.size(), 5);
         // At most one step per interval.
         w.hit();
-        w.adapt(&cfg, t, start, Some(2.0 * MIB), 512 * 1024);
+        w.adapt(
+            &cfg,
+            cfg.download_rate,
+            t,
+            start,
+            Some(2.0 * MIB),
+            512 * 1024,
+        );
         assert_eq!(w.size(), 5);
     }
 
@@ -181,30 +211,50 @@ mod tests {
         let mut w = Window::new(&cfg, 512 * 1024);
         let mut t = Time::from_millis(1000);
         for _ in 0..SHRINK_AFTER - 1 {
-            w.adapt(&cfg, t, Time::ZERO, Some(4.0 * MIB), 512 * 1024);
+            w.adapt(
+                &cfg,
+                cfg.download_rate,
+                t,
+                Time::ZERO,
+                Some(4.0 * MIB),
+                512 * 1024,
+            );
             t += cfg.window_interval;
         }
         assert_eq!(w.size(), 4);
-        w.adapt(&cfg, t, Time::ZERO, Some(4.0 * MIB), 512 * 1024);
+        w.adapt(
+            &cfg,
+            cfg.download_rate,
+            t,
+            Time::ZERO,
+            Some(4.0 * MIB),
+            512 * 1024,
+        );
         assert_eq!(w.size(), 3);
     }
 
     #[test]
     fn grows_no_further_than_the_budget_downloads_in_max_queue() {
-        let mut cfg = config();
+        let cfg = config();
         let mut w = Window::new(&cfg, 512 * 1024);
         let mut t = Time::from_millis(1000);
         for _ in 0..100 {
             w.hit();
-            w.adapt(&cfg, t, Time::ZERO, Some(MIB), 512 * 1024);
+            w.adapt(
+                &cfg,
+                cfg.download_rate,
+                t,
+                Time::ZERO,
+                Some(MIB),
+                512 * 1024,
+            );
             t += cfg.window_interval;
         }
         // 4 MiB/s for 2 s is 16 pieces of 512 KiB, plus 2.
         assert_eq!(w.size(), 18);
-        assert_eq!(w.target(&cfg, Some(MIB), 512 * 1024), 18);
+        assert_eq!(w.target(&cfg, cfg.download_rate, Some(MIB), 512 * 1024), 18);
         // A quarter of the budget (three other downloads share it): at
         // most what 1 MiB/s downloads in 2 s, at once.
-        cfg.download_rate = Some(MIB);
-        assert_eq!(w.target(&cfg, Some(MIB), 512 * 1024), 6);
+        assert_eq!(w.target(&cfg, Some(MIB), Some(MIB), 512 * 1024), 6);
     }
 }

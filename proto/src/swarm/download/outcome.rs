@@ -42,6 +42,7 @@ impl Download {
             let rate = self.download_rate();
             self.window.adapt(
                 &self.config,
+                self.budget_share,
                 self.now,
                 started,
                 rate,
