@@ -144,7 +144,7 @@ fn bare_server(rt: &Runtime, payload: Bytes) -> (SocketAddr, CertificateDer<'sta
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(
         QuicServerConfig::try_from(tls).expect("quic tls"),
     ));
-    sc.transport_config(config_transport());
+    sc.transport_config(config().transport());
     let endpoint = rt.block_on(async { bare_endpoint(Some(sc)) });
     let addr = endpoint.local_addr().expect("addr");
     rt.spawn(async move {
@@ -169,27 +169,15 @@ fn bare_server(rt: &Runtime, payload: Bytes) -> (SocketAddr, CertificateDer<'sta
     (addr, der)
 }
 
-/// The same transport settings the Shoal endpoint uses.
-fn config_transport() -> Arc<quinn::TransportConfig> {
-    let c = config();
-    let mut t = quinn::TransportConfig::default();
-    t.stream_receive_window(quinn::VarInt::from_u32(c.stream_receive_window))
-        .receive_window(quinn::VarInt::from_u64(c.connection_receive_window).expect("window"))
-        .send_window(c.send_window)
-        .enable_segmentation_offload(true);
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(c.max_udp_payload);
-    t.mtu_discovery_config(Some(mtu));
-    Arc::new(t)
-}
-
-/// A bare quinn endpoint accepting the same UDP payloads as Shoal's.
+/// A bare quinn endpoint on the same socket and transport settings as
+/// Shoal's.
 fn bare_endpoint(server: Option<quinn::ServerConfig>) -> quinn::Endpoint {
     let c = config();
     let mut ep = quinn::EndpointConfig::default();
     ep.max_udp_payload_size(c.max_udp_payload).expect("payload");
-    let socket = std::net::UdpSocket::bind(c.listen).expect("bind");
-    quinn::Endpoint::new(ep, server, socket, Arc::new(quinn::TokioRuntime)).expect("endpoint")
+    let socket = shoal_agent::p2p::socket::udp_socket(c.listen, c.max_udp_payload).expect("bind");
+    quinn::Endpoint::new_with_abstract_socket(ep, server, socket, Arc::new(quinn::TokioRuntime))
+        .expect("endpoint")
 }
 
 async fn bare_run(endpoint: &quinn::Endpoint, conn: &quinn::Connection, total: u64) -> f64 {
@@ -254,7 +242,7 @@ fn main() {
             .with_no_client_auth();
         let mut cc =
             quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).expect("quic tls")));
-        cc.transport_config(config_transport());
+        cc.transport_config(config().transport());
         let mut ep = bare_endpoint(None);
         ep.set_default_client_config(cc);
         let conn = ep

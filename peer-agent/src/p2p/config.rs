@@ -92,7 +92,7 @@ impl P2pConfig {
 
     /// The quinn transport parameters these settings imply. Segmentation
     /// offload (GSO) stays on: it doubles loopback throughput here.
-    pub(crate) fn transport(&self) -> Arc<TransportConfig> {
+    pub fn transport(&self) -> Arc<TransportConfig> {
         let mut t = TransportConfig::default();
         t.stream_receive_window(VarInt::from_u32(self.stream_receive_window))
             .receive_window(VarInt::from_u64(self.connection_receive_window).unwrap_or(VarInt::MAX))

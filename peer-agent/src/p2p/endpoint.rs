@@ -24,6 +24,7 @@ use super::config::P2pConfig;
 use super::connection::{PeerConnection, accept, drive};
 use super::have::{HaveSendError, PeerEvent};
 use super::server::PieceServer;
+use super::socket::udp_socket;
 use super::stream::SHUTDOWN;
 use super::tls::{ClusterTls, SERVER_NAME, TlsSetupError, setup_err};
 
@@ -115,12 +116,6 @@ impl P2pEndpoint {
             .map_err(|e| BindError::Tls(setup_err(e)))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport);
-        let socket =
-            std::net::UdpSocket::bind(config.listen).map_err(|source| BindError::Socket {
-                addr: config.listen,
-                source,
-            })?;
-        size_socket_buffers(&socket);
         // What peers may send us; with the transport's MTU discovery
         // bound, packets grow to what the path carries.
         let mut ep_config = quinn::EndpointConfig::default();
@@ -133,14 +128,12 @@ impl P2pEndpoint {
             addr: config.listen,
             source,
         };
-        let runtime = Arc::new(quinn::TokioRuntime);
-        let socket = quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(socket_err)?;
-        let socket = Arc::new(SegmentCapped::new(socket, config.max_udp_payload));
+        let socket = udp_socket(config.listen, config.max_udp_payload).map_err(socket_err)?;
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             ep_config,
             Some(server_config),
             socket,
-            runtime,
+            Arc::new(quinn::TokioRuntime),
         )
         .map_err(socket_err)?;
         let permits = Arc::new(Semaphore::new(config.max_connections));
@@ -368,131 +361,5 @@ impl Inner {
             drop(cached);
             peers.remove(&pc.peer);
         }
-    }
-}
-
-/// Most bytes one segmented (GSO) send may carry: the kernel takes it as a
-/// single datagram before cutting it into packets, so it must fit IPv4's
-/// 16-bit total length less the IP and UDP headers.
-const MAX_SEGMENTED_SEND: usize = 65_535 - 20 - 8;
-
-/// The UDP socket quinn sends through, allowing no more packets per
-/// segmented send than fit in [`MAX_SEGMENTED_SEND`] at the largest
-/// payload the endpoint probes for.
-///
-/// quinn batches up to 10 packets per send, and quinn-udp drops a send the
-/// kernel refuses as too large (`EMSGSIZE`) without a word, as it does a
-/// lost MTU probe. With 8952-byte packets, every batch of 8 to 10 vanished:
-/// QUIC counted the packets lost, shrank its window and sent them again, and
-/// piece requests waited out their 10 s timeout. quinn's own 1452-byte
-/// default never reaches the limit.
-#[derive(Debug)]
-struct SegmentCapped {
-    inner: Arc<dyn quinn::AsyncUdpSocket>,
-    max_segments: usize,
-}
-
-impl SegmentCapped {
-    fn new(inner: Arc<dyn quinn::AsyncUdpSocket>, max_udp_payload: u16) -> Self {
-        let max_segments = (MAX_SEGMENTED_SEND / usize::from(max_udp_payload).max(1)).max(1);
-        SegmentCapped {
-            inner,
-            max_segments,
-        }
-    }
-}
-
-impl quinn::AsyncUdpSocket for SegmentCapped {
-    fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
-        self.inner.clone().create_io_poller()
-    }
-
-    fn try_send(&self, transmit: &quinn::udp::Transmit) -> io::Result<()> {
-        self.inner.try_send(transmit)
-    }
-
-    fn poll_recv(
-        &self,
-        cx: &mut std::task::Context,
-        bufs: &mut [io::IoSliceMut<'_>],
-        meta: &mut [quinn::udp::RecvMeta],
-    ) -> std::task::Poll<io::Result<usize>> {
-        self.inner.poll_recv(cx, bufs, meta)
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-
-    fn max_transmit_segments(&self) -> usize {
-        self.inner.max_transmit_segments().min(self.max_segments)
-    }
-
-    fn max_receive_segments(&self) -> usize {
-        self.inner.max_receive_segments()
-    }
-
-    fn may_fragment(&self) -> bool {
-        self.inner.may_fragment()
-    }
-}
-
-/// Kernel buffer asked for each direction of the UDP socket.
-const SOCKET_BUFFER: usize = 4 << 20;
-
-/// Enlarges the socket's kernel buffers: at the default (about 200 KiB) a
-/// node that is busy for a few milliseconds overflows its receive buffer,
-/// and QUIC takes the dropped datagrams for congestion, shrinking every
-/// connection's window. The privileged (`…FORCE`) variant is tried first,
-/// so root is not held to `net.core.rmem_max`; failure costs only speed.
-fn size_socket_buffers(socket: &std::net::UdpSocket) {
-    use rustix::net::sockopt;
-    let recv = sockopt::set_socket_recv_buffer_size_force(socket, SOCKET_BUFFER)
-        .or_else(|_| sockopt::set_socket_recv_buffer_size(socket, SOCKET_BUFFER));
-    let send = sockopt::set_socket_send_buffer_size_force(socket, SOCKET_BUFFER)
-        .or_else(|_| sockopt::set_socket_send_buffer_size(socket, SOCKET_BUFFER));
-    if let Err(e) = recv.and(send) {
-        tracing::debug!(error = %e, "cannot enlarge the UDP socket buffers");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The kernel reports twice the size asked for (its bookkeeping), and
-    /// without privilege caps the request at `net.core.rmem_max`.
-    #[test]
-    fn socket_buffers_are_enlarged() {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let before = rustix::net::sockopt::socket_recv_buffer_size(&socket).expect("get");
-        size_socket_buffers(&socket);
-        let recv = rustix::net::sockopt::socket_recv_buffer_size(&socket).expect("get");
-        let send = rustix::net::sockopt::socket_send_buffer_size(&socket).expect("get");
-        let limit = |path: &str| {
-            std::fs::read_to_string(path)
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .unwrap_or(0)
-        };
-        // Whether this process may exceed the limits (CAP_NET_ADMIN).
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let privileged =
-            rustix::net::sockopt::set_socket_recv_buffer_size_force(&probe, SOCKET_BUFFER).is_ok();
-        let want = |max: usize| {
-            if privileged {
-                SOCKET_BUFFER
-            } else {
-                SOCKET_BUFFER.min(max)
-            }
-        };
-        assert!(
-            recv >= want(limit("/proc/sys/net/core/rmem_max")),
-            "receive buffer {recv} (was {before})"
-        );
-        assert!(
-            send >= want(limit("/proc/sys/net/core/wmem_max")),
-            "send buffer {send}"
-        );
     }
 }

@@ -46,6 +46,7 @@ pub mod have;
 pub mod limit;
 pub mod metrics;
 pub mod server;
+pub mod socket;
 mod stream;
 pub mod tls;
 
