@@ -142,6 +142,12 @@ mod tests {
 
     const MIB: f64 = 1_048_576.0;
 
+    /// Feeds `w` the measured `rate` at `t` against `cfg`'s whole budget,
+    /// with 512 KiB pieces.
+    fn adapt(w: &mut Window, cfg: &DownloadConfig, t: Time, start: Time, rate: f64) {
+        w.adapt(cfg, cfg.download_rate, t, start, Some(rate), 512 * 1024);
+    }
+
     fn config() -> DownloadConfig {
         DownloadConfig {
             download_rate: Some(4.0 * MIB),
@@ -172,36 +178,15 @@ mod tests {
         let mut w = Window::new(&cfg, 512 * 1024);
         let start = Time::ZERO;
         let mut t = Time::from_millis(1000);
-        w.adapt(
-            &cfg,
-            cfg.download_rate,
-            t,
-            start,
-            Some(2.0 * MIB),
-            512 * 1024,
-        );
+        adapt(&mut w, &cfg, t, start, 2.0 * MIB);
         assert_eq!(w.size(), 4, "not limited: nothing to gain");
         t += cfg.window_interval;
         w.hit();
-        w.adapt(
-            &cfg,
-            cfg.download_rate,
-            t,
-            start,
-            Some(2.0 * MIB),
-            512 * 1024,
-        );
+        adapt(&mut w, &cfg, t, start, 2.0 * MIB);
         assert_eq!(w.size(), 5);
         // At most one step per interval.
         w.hit();
-        w.adapt(
-            &cfg,
-            cfg.download_rate,
-            t,
-            start,
-            Some(2.0 * MIB),
-            512 * 1024,
-        );
+        adapt(&mut w, &cfg, t, start, 2.0 * MIB);
         assert_eq!(w.size(), 5);
     }
 
@@ -211,25 +196,11 @@ mod tests {
         let mut w = Window::new(&cfg, 512 * 1024);
         let mut t = Time::from_millis(1000);
         for _ in 0..SHRINK_AFTER - 1 {
-            w.adapt(
-                &cfg,
-                cfg.download_rate,
-                t,
-                Time::ZERO,
-                Some(4.0 * MIB),
-                512 * 1024,
-            );
+            adapt(&mut w, &cfg, t, Time::ZERO, 4.0 * MIB);
             t += cfg.window_interval;
         }
         assert_eq!(w.size(), 4);
-        w.adapt(
-            &cfg,
-            cfg.download_rate,
-            t,
-            Time::ZERO,
-            Some(4.0 * MIB),
-            512 * 1024,
-        );
+        adapt(&mut w, &cfg, t, Time::ZERO, 4.0 * MIB);
         assert_eq!(w.size(), 3);
     }
 
@@ -240,14 +211,7 @@ mod tests {
         let mut t = Time::from_millis(1000);
         for _ in 0..100 {
             w.hit();
-            w.adapt(
-                &cfg,
-                cfg.download_rate,
-                t,
-                Time::ZERO,
-                Some(MIB),
-                512 * 1024,
-            );
+            adapt(&mut w, &cfg, t, Time::ZERO, MIB);
             t += cfg.window_interval;
         }
         // 4 MiB/s for 2 s is 16 pieces of 512 KiB, plus 2.
