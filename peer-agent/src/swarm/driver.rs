@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::outbox::Batch;
 use super::tracker::AnnounceError;
 use super::{BYTES_RECEIVED, BlobRef, PEERS_DROPPED, PIECES_REJECTED, PIECES_VERIFIED, Swarm};
 use crate::fetch::{FetchError, PieceTask};
@@ -64,11 +65,6 @@ const SEED: PeerId = PeerId(0);
 /// the moment between evicting a blob and saying so). Without this, a
 /// liar that keeps re-sending its bitfield is asked again and again.
 const MAX_NOT_HELD: u32 = 8;
-/// `have`s of newly verified pieces wait up to this long to go out
-/// together: one message per peer and batch instead of one per piece, which
-/// in a 50-node swarm was a QUIC packet (and its acknowledgement) per
-/// piece per peer. The delay is small beside a piece's transfer time.
-const HAVE_BATCH: Duration = Duration::from_millis(200);
 
 /// The result of one piece request.
 struct Outcome {
@@ -123,12 +119,6 @@ struct Running {
     seed_retries: u32,
     /// Claimed pieces each peer refused as not held (see [`MAX_NOT_HELD`]).
     not_held: HashMap<SocketAddr, u32>,
-    /// Verified pieces whose `have`s wait for the batch to go out, and
-    /// when it goes.
-    unsent_haves: Vec<u32>,
-    haves_due: Option<Instant>,
-    /// The `have` updates to send, in order (see [`send_in_order`]).
-    have_queue: mpsc::UnboundedSender<Vec<(SocketAddr, Vec<HaveMessage>)>>,
 }
 
 impl Driver {
@@ -203,9 +193,6 @@ impl Driver {
             stalls: 0,
             seed_retries: 0,
             not_held: HashMap::new(),
-            unsent_haves: Vec::new(),
-            haves_due: None,
-            have_queue: send_in_order(self.swarm.endpoint.clone()),
         };
         r.add_seed();
         for (addr, bits) in self.swarm.take_early(&self.blob.digest) {
@@ -289,7 +276,6 @@ impl Running {
                 }
             }
             if self.dl.is_complete() && self.complete_map {
-                self.send_haves();
                 let aborted = self.requests.len();
                 for (_, h) in self.requests.drain() {
                     h.abort();
@@ -339,7 +325,6 @@ impl Running {
                     self.dl.handle_timeout(now);
                 }
                 () = tokio::time::sleep_until(stall_at) => self.http_fallback().await?,
-                () = sleep_until_some(self.haves_due) => self.send_haves(),
                 // Wakes the loop for the next announce (started at the top).
                 () = tokio::time::sleep_until(next_announce), if announce.is_none() && has_tracker => {}
             }
@@ -437,7 +422,7 @@ impl Running {
             digest: self.blob.digest,
             bits: self.dl.have().clone(),
         };
-        let _ = self.have_queue.send(vec![(addr, vec![msg])]);
+        self.swarm.haves.now(vec![(addr, vec![msg])]);
     }
 
     fn event(&mut self, ev: PeerEvent) {
@@ -668,74 +653,28 @@ impl Running {
     }
 
     /// Bookkeeping for a newly written piece: metrics, and its `have`
-    /// queued for the next batch.
+    /// queued in the agent's outbox for every peer told about this blob.
     fn verified(&mut self, piece: u32) {
         self.last_progress = Instant::now();
         self.stalls = 0;
         metrics::counter!(PIECES_VERIFIED).increment(1);
-        self.unsent_haves.push(piece);
-        self.haves_due
-            .get_or_insert_with(|| Instant::now() + HAVE_BATCH);
-    }
-
-    /// Sends the queued `have`s, one write per peer.
-    fn send_haves(&mut self) {
-        self.haves_due = None;
-        let pieces = std::mem::take(&mut self.unsent_haves);
-        if pieces.is_empty() {
-            return;
-        }
-        // A peer known to hold a piece has no use for hearing that we do:
-        // it will not ask us for it. The seed holds everything but is told
-        // anyway: it hands out the pieces fewest peers have.
-        let digest = self.blob.digest;
-        let batches: Vec<(SocketAddr, Vec<HaveMessage>)> = self
+        // A peer known to hold the piece has no use for hearing that we
+        // do: it will not ask us for it. The seed holds everything but is
+        // told anyway: it hands out the pieces fewest peers have.
+        let msg = HaveMessage::Have {
+            digest: self.blob.digest,
+            index: piece,
+        };
+        let batch: Batch = self
             .told
             .iter()
-            .filter_map(|addr| {
-                let known = self.peers.get(addr).filter(|_| Some(*addr) != self.seed);
-                let msgs: Vec<HaveMessage> = pieces
-                    .iter()
-                    .filter(|&&p| !known.is_some_and(|k| k.bits.get(p)))
-                    .map(|&index| HaveMessage::Have { digest, index })
-                    .collect();
-                (!msgs.is_empty()).then_some((*addr, msgs))
+            .filter(|addr| {
+                let known = self.peers.get(addr).filter(|_| Some(**addr) != self.seed);
+                !known.is_some_and(|k| k.bits.get(piece))
             })
+            .map(|addr| (*addr, vec![msg.clone()]))
             .collect();
-        let _ = self.have_queue.send(batches);
-    }
-}
-
-/// Starts the task that sends a download's `have` updates: batches go out
-/// in the order queued (a bitfield always before the `have`s that follow
-/// it, which a peer would otherwise refuse as out of order), the peers of
-/// one batch concurrently. It ends once the queue's sender is dropped and
-/// the queue is empty.
-fn send_in_order(
-    endpoint: p2p::P2pEndpoint,
-) -> mpsc::UnboundedSender<Vec<(SocketAddr, Vec<HaveMessage>)>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(SocketAddr, Vec<HaveMessage>)>>();
-    tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            let sends = batch.into_iter().map(|(peer, msgs)| {
-                let endpoint = endpoint.clone();
-                async move {
-                    if let Err(e) = endpoint.send_haves(peer, &msgs).await {
-                        tracing::debug!(%peer, error = %e, "cannot send have updates");
-                    }
-                }
-            });
-            futures_util::future::join_all(sends).await;
-        }
-    });
-    tx
-}
-
-/// Sleeps until `at`, or forever if there is no deadline.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+        self.swarm.haves.batched(batch);
     }
 }
 

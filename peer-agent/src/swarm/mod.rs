@@ -19,6 +19,7 @@
 //! is the upstream itself ([`crate::upstream_source`]).
 
 pub mod driver;
+pub mod outbox;
 pub mod tracker;
 
 use std::collections::{HashMap, VecDeque};
@@ -108,6 +109,8 @@ pub struct Swarm {
     banned: Mutex<VecDeque<SocketAddr>>,
     shutdown: CancellationToken,
     next_seed: AtomicU64,
+    /// Every download's `have` updates, merged per peer.
+    haves: outbox::HaveOutbox,
 }
 
 impl Swarm {
@@ -126,6 +129,7 @@ impl Swarm {
         let evictions = fetcher.store().evictions();
         let swarm = Arc::new(Swarm {
             next_seed: AtomicU64::new(opts.peer_id),
+            haves: outbox::HaveOutbox::start(endpoint.clone()),
             opts,
             endpoint,
             fetcher,
