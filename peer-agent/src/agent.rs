@@ -113,6 +113,16 @@ pub struct AgentArgs {
     /// set 1452 to never probe beyond standard Ethernet.
     #[arg(long, env = "SHOAL_AGENT_P2P_MAX_UDP_PAYLOAD", value_name = "BYTES")]
     pub p2p_max_udp_payload: Option<u16>,
+    /// Whether to start fetching every blob of an image manifest as soon as
+    /// a client has it, instead of when the client asks for each blob
+    /// (true or false) [default: true]. Runtimes fetch three layers at a
+    /// time, so without it a fleet pulling a four-layer image starts the
+    /// fourth only once a first is done, and then waits on it together.
+    /// Blobs already in the store cost nothing; at most four are fetched
+    /// ahead at once. Needs peer-to-peer (a cluster secret).
+    #[arg(long, env = "SHOAL_AGENT_PREFETCH_LAYERS", value_name = "BOOL",
+          action = clap::ArgAction::Set)]
+    pub prefetch_layers: Option<bool>,
     /// Threads running the agent's work (its transfers, verification and
     /// HTTP), at least 1 [default: one per CPU]. 1 keeps the agent to about
     /// one core on a busy node; shoal-bench runs each of its many agents
@@ -162,6 +172,8 @@ pub struct AgentFile {
     pub max_uploads: Option<usize>,
     /// See `--p2p-max-udp-payload`.
     pub p2p_max_udp_payload: Option<u16>,
+    /// See `--prefetch-layers`.
+    pub prefetch_layers: Option<bool>,
     /// See `--http-max-connections`.
     pub http_max_connections: Option<usize>,
     /// See `--http-header-timeout` (`30s`).
@@ -218,6 +230,8 @@ pub struct AgentP2p {
     pub max_uploads: usize,
     /// Largest UDP payload accepted and probed for.
     pub max_udp_payload: u16,
+    /// Whether an image manifest's blobs are fetched as soon as it is served.
+    pub prefetch_layers: bool,
 }
 
 /// A rate from a flag or, failing that, the config file.
@@ -252,6 +266,10 @@ impl AgentArgs {
                     file.p2p_max_udp_payload,
                 )
                 .map_err(anyhow::Error::msg)?,
+                prefetch_layers: self
+                    .prefetch_layers
+                    .or(file.prefetch_layers)
+                    .unwrap_or(true),
             }),
             None => None,
         };
@@ -335,6 +353,11 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
         access: crate::access::AccessControl::new(supernode.clone(), direct.clone()),
         supernode,
         fetcher,
+        prefetch: cfg
+            .p2p
+            .as_ref()
+            .filter(|p| p.prefetch_layers)
+            .map(|_| Arc::new(tokio::sync::Semaphore::new(mirror::PREFETCH_AT_ONCE))),
         swarm,
         direct,
     });

@@ -22,6 +22,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, Uri, header};
 use shoal_proto::{Digest, Reference, RepoName};
+use tokio::sync::Semaphore;
 use tracing::instrument;
 
 use crate::access::{AccessControl, ClientAuth, TOKEN_PATH, token_body, with_challenge};
@@ -51,7 +52,14 @@ pub struct Mirror {
     pub direct: HashMap<String, Upstream>,
     /// Whether a client may read a repository.
     pub access: AccessControl,
+    /// With the swarm on: an image manifest's blobs are fetched as soon as
+    /// it is served, at most this semaphore's permits at once (see
+    /// [`Mirror::prefetch`]); `None` turns that off.
+    pub prefetch: Option<Arc<Semaphore>>,
 }
+
+/// Blobs fetched ahead of the clients at once, by default.
+pub const PREFETCH_AT_ONCE: usize = 4;
 
 /// The mirror's router (without `/healthz` and `/metrics`).
 pub fn app(mirror: Arc<Mirror>) -> Router {
@@ -153,6 +161,7 @@ impl Mirror {
         if let Reference::Digest(d) = &reference
             && let Some((media_type, bytes)) = self.fetcher.store().get_manifest(d).await
         {
+            self.prefetch(&upstream, &repo, &bytes);
             return Ok(manifest_response(method, &media_type, d, bytes));
         }
         let accept = accept_header(headers);
@@ -175,7 +184,49 @@ impl Mirror {
         {
             tracing::warn!(error = %e, "cannot cache manifest locally");
         }
+        self.prefetch(&upstream, &repo, &m.bytes);
         Ok(manifest_response(method, &m.media_type, &m.digest, m.bytes))
+    }
+
+    /// Starts fetching the blobs of `manifest` (config, then layers) if it
+    /// is an image manifest and prefetching is on, without waiting: a
+    /// runtime fetches three layers at a time, so the rest would otherwise
+    /// start only as the first ones finish, all over the fleet at once.
+    /// The blobs go to the store like any other; a client asking for one
+    /// joins its download. Blobs already stored cost a lookup. A failure is
+    /// only logged: the client's own request tries every fallback.
+    fn prefetch(&self, upstream: &str, repo: &RepoName, manifest: &[u8]) {
+        let (Some(swarm), Some(permits)) = (&self.swarm, &self.prefetch) else {
+            return;
+        };
+        let Some(blobs) = shoal_proto::media::image_blobs(manifest) else {
+            return;
+        };
+        let (swarm, permits) = (swarm.clone(), permits.clone());
+        let (upstream, repo) = (upstream.to_owned(), repo.clone());
+        tokio::spawn(async move {
+            for digest in blobs {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let blob = BlobRef {
+                    upstream: upstream.clone(),
+                    repo: repo.clone(),
+                    digest,
+                };
+                let swarm = swarm.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let done = match swarm.get(blob).await {
+                        Ok(handle) => handle.finished().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = done {
+                        tracing::info!(%digest, error = %e, "prefetch failed; left to the client's request");
+                    }
+                });
+            }
+        });
     }
 
     /// The manifest straight from the upstream (verified against its

@@ -116,6 +116,44 @@ pub fn detect_media_type(bytes: &[u8]) -> Option<String> {
     shape.schema_version.map(|_| kind.to_owned())
 }
 
+/// A blob descriptor of an image manifest, as far as [`image_blobs`] reads it.
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: String,
+    /// Foreign (non-distributable) layers name where to fetch them instead
+    /// of the registry.
+    #[serde(default)]
+    urls: Vec<IgnoredAny>,
+}
+
+/// The blobs of an image manifest: its config, then its layers in order,
+/// each once. Layers that list `urls` (foreign, non-distributable layers
+/// that clients fetch elsewhere) and descriptors with a malformed digest
+/// are left out. Returns `None` for anything that is not an image manifest
+/// (an index, schema 1, not JSON).
+pub fn image_blobs(bytes: &[u8]) -> Option<Vec<crate::Digest>> {
+    #[derive(Deserialize)]
+    struct Image {
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    }
+    let media_type = detect_media_type(bytes)?;
+    if !is_one_of(&media_type, &[OCI_MANIFEST, DOCKER_MANIFEST_V2]) {
+        return None;
+    }
+    let image: Image = serde_json::from_slice(bytes).ok()?;
+    let mut blobs: Vec<crate::Digest> = Vec::new();
+    for d in std::iter::once(&image.config).chain(&image.layers) {
+        if let Ok(digest) = crate::Digest::parse(&d.digest)
+            && d.urls.is_empty()
+            && !blobs.contains(&digest)
+        {
+            blobs.push(digest);
+        }
+    }
+    Some(blobs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +265,39 @@ mod tests {
         let mut doc = String::from("{\"schemaVersion\":2,\"manifests\":");
         doc.push_str(&"[".repeat(100_000));
         assert_eq!(detect_media_type(doc.as_bytes()), None);
+    }
+
+    #[test]
+    fn lists_the_blobs_of_an_image_manifest() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let c = format!("sha256:{}", "c".repeat(64));
+        let doc = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST_V2}",
+            "config":{{"digest":"{a}","size":2}},
+            "layers":[{{"digest":"{b}","size":3}},{{"digest":"{c}","size":4,"urls":["https://example.com/l"]}},
+                      {{"digest":"{b}","size":3}},{{"digest":"sha256:bad","size":1}}]}}"#
+        );
+        let got = image_blobs(doc.as_bytes()).expect("an image manifest");
+        let want: Vec<crate::Digest> = [&a, &b]
+            .iter()
+            .map(|d| crate::Digest::parse(d).unwrap())
+            .collect();
+        assert_eq!(got, want);
+        // An OCI manifest without mediaType is read the same way.
+        let oci = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{a}"}},"layers":[]}}"#);
+        assert_eq!(image_blobs(oci.as_bytes()).map(|v| v.len()), Some(1));
+    }
+
+    #[test]
+    fn lists_no_blobs_for_other_documents() {
+        let index = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:00","size":1}]}"#;
+        assert_eq!(image_blobs(index), None);
+        let schema1 = br#"{"schemaVersion":1,"name":"a","tag":"b","fsLayers":[]}"#;
+        assert_eq!(image_blobs(schema1), None);
+        assert_eq!(image_blobs(b"not json"), None);
+        // An image manifest without a config descriptor is malformed.
+        let broken = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#);
+        assert_eq!(image_blobs(broken.as_bytes()), None);
     }
 }

@@ -17,13 +17,18 @@
 //!   mid-blob and restarted on the same data dir receives fewer bytes the
 //!   second time, and the blob it serves is whole; before the kill, the
 //!   client had already received the blob's first bytes (streaming).
+//! - `an_agent_prefetches_the_blobs_of_an_image_manifest`: once a client
+//!   has an image manifest from an agent, the agent fetches its config and
+//!   layers without being asked for them (`--prefetch-layers`, on by
+//!   default), and serves them after; an agent with `--prefetch-layers
+//!   false` fetches nothing until asked.
 //! - `a_node_without_the_secret_cannot_fetch_a_piece`: a QUIC endpoint with
 //!   another secret fails to fetch a piece from the running supernode;
 //!   one with the right secret gets it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shoal_agent::supernode_client::SupernodeClient;
 use shoal_tests::cluster::{REPO, TAG, UPSTREAM_NAME, upstreams};
@@ -303,6 +308,96 @@ async fn a_restarted_agent_resumes_a_half_done_blob() {
         agent.log_tail()
     );
     assert!(!task.exists(), "task left behind after completion");
+}
+
+/// GETs the tag (an index) and then the amd64 manifest from `agent`, as a
+/// runtime starts a pull, and nothing else.
+async fn get_manifests(client: &reqwest::Client, agent: &Daemon, image: &TestImage) {
+    let base = format!("{}/v2/{REPO}/manifests", agent.http_url());
+    let refs = [
+        TAG.to_string(),
+        image.platform("amd64").manifest.digest.clone(),
+    ];
+    for reference in refs {
+        let resp = client
+            .get(format!("{base}/{reference}?ns={UPSTREAM_NAME}"))
+            .header(
+                reqwest::header::ACCEPT,
+                shoal_proto::media::MANIFEST_ACCEPT_HEADER,
+            )
+            .send()
+            .await
+            .expect("manifest request");
+        assert!(
+            resp.status().is_success(),
+            "GET manifest {reference}: {}",
+            resp.status()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_prefetches_the_blobs_of_an_image_manifest() {
+    let _heavy = lock::heavy().await;
+    let c = SwarmCluster::start(
+        shoal_tests::swarm::amd64_image(0x9e7c, 31, &[3, 2, 1]),
+        &SwarmOptions {
+            agents: 0,
+            ..SwarmOptions::default()
+        },
+    )
+    .await;
+    let lazy = c
+        .start_agent(&["--prefetch-layers".into(), "false".into()])
+        .await;
+    let eager = c.start_agent(&[]).await;
+    let client = shoal_tests::http::client();
+    let amd64 = c.image.platform("amd64");
+    let blob_bytes: u64 = amd64.blobs().map(|b| b.size()).sum();
+    let stored = |text: &str| sum_metric(text, "shoal_store_bytes").unwrap_or(0.0) as u64;
+
+    get_manifests(&client, &lazy, &c.image).await;
+    get_manifests(&client, &eager, &c.image).await;
+    // The manifests themselves are stored too: wait for more than them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&eager.metrics().await) < blob_bytes {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not prefetch the image's blobs in 60 s (stored {} of {blob_bytes})\n{}",
+            stored(&eager.metrics().await),
+            eager.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Meanwhile the other agent, told not to, fetched nothing.
+    let lazy_metrics = lazy.metrics().await;
+    assert!(
+        stored(&lazy_metrics) < blob_bytes / 2,
+        "an agent with --prefetch-layers false stored {} bytes\n{}",
+        stored(&lazy_metrics),
+        lazy.log_tail()
+    );
+    assert_eq!(
+        sum_metric(&lazy_metrics, "shoal_agent_bytes_received_total").unwrap_or(0.0),
+        0.0,
+        "an agent with --prefetch-layers false received pieces unasked"
+    );
+
+    // A pull from the prefetching agent is served from its store: the
+    // upstream still saw each blob once.
+    let pulled = pull(&client, &SwarmCluster::pull_request(&eager))
+        .await
+        .unwrap_or_else(|e| panic!("pull: {e}\n{}", eager.log_tail()));
+    assert_eq!(pulled.blobs.len(), amd64.layers.len() + 1);
+    c.registry.settle().await;
+    for blob in amd64.blobs() {
+        assert_eq!(
+            c.registry.blob_gets(REPO, &blob.digest),
+            1,
+            "{}",
+            blob.digest
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,6 +48,22 @@ impl BlobHandle {
         self.progress.is_none()
     }
 
+    /// Waits until the blob is complete and verified in the store, or its
+    /// download failed.
+    pub async fn finished(self) -> Result<(), super::FetchError> {
+        let Some((mut rx, _)) = self.progress else {
+            return Ok(());
+        };
+        let state = rx
+            .wait_for(|s| matches!(s, State::Done | State::Failed(_)))
+            .await
+            .map_err(|_| super::FetchError::Io("the download ended without a result".into()))?;
+        match &*state {
+            State::Failed(e) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
     /// The bytes in `range` (clamped to the blob), as they become available.
     pub fn stream(self, range: Range<u64>) -> BoxStream<'static, io::Result<Bytes>> {
         let end = range.end.min(self.size);
