@@ -8,9 +8,10 @@
 //! then writes, per peer, everything queued for it in one go, whichever
 //! download it came from.
 //!
-//! Order is kept: a peer refuses a blob's `have` before that blob's
-//! bitfield, so updates leave in the order they were queued, and a flush
-//! completes before the next one starts. Bitfields go out at once (with
+//! Order is kept per peer: a peer refuses a blob's `have` before that
+//! blob's bitfield, so each peer's updates leave in the order they were
+//! queued, written by one task per peer (a peer slow to take them holds up
+//! no other). Bitfields go out at once (with
 //! whatever was queued before them): a new peer cannot ask for anything
 //! until it has one.
 
@@ -99,6 +100,7 @@ async fn run(
     hold: Duration,
 ) {
     let mut pending = Pending::default();
+    let mut writers = Writers::new(endpoint);
     let mut due: Option<Instant> = None;
     loop {
         let flush = tokio::select! {
@@ -109,7 +111,7 @@ async fn run(
                     urgency == Urgency::Now
                 }
                 None => {
-                    send(&endpoint, pending.take()).await;
+                    writers.send(pending.take());
                     return;
                 }
             },
@@ -117,19 +119,69 @@ async fn run(
         };
         if flush && !pending.is_empty() {
             due = None;
-            send(&endpoint, pending.take()).await;
+            writers.send(pending.take());
         }
     }
 }
 
-/// Writes each peer's updates in one go, the peers concurrently.
-async fn send(endpoint: &P2pEndpoint, batch: Batch) {
-    let sends = batch.into_iter().map(|(peer, msgs)| async move {
-        if let Err(e) = endpoint.send_haves(peer, &msgs).await {
-            tracing::debug!(%peer, error = %e, "cannot send have updates");
+/// A peer's writer that has had nothing to write for this long ends; a
+/// later update starts another. Its queue was empty for that long, so the
+/// two never write at once.
+const WRITER_IDLE: Duration = Duration::from_secs(30);
+
+/// One writing task per peer, so that a peer slow to take its updates (or
+/// to connect) holds up no other peer, while each peer's updates still
+/// leave in order.
+struct Writers {
+    endpoint: P2pEndpoint,
+    peers: HashMap<SocketAddr, (mpsc::UnboundedSender<Vec<HaveMessage>>, Instant)>,
+}
+
+impl Writers {
+    fn new(endpoint: P2pEndpoint) -> Self {
+        Writers {
+            endpoint,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// Hands each peer's updates to its writer, starting writers as needed,
+    /// and lets the writers of peers idle for [`WRITER_IDLE`] end.
+    fn send(&mut self, batch: Batch) {
+        let now = Instant::now();
+        for (peer, msgs) in batch {
+            let (tx, used) = self
+                .peers
+                .entry(peer)
+                .or_insert_with(|| (write_to(self.endpoint.clone(), peer), now));
+            *used = now;
+            if let Err(mpsc::error::SendError(msgs)) = tx.send(msgs) {
+                // Cannot happen while we hold the sender, but lose nothing.
+                let tx = write_to(self.endpoint.clone(), peer);
+                let _ = tx.send(msgs);
+                self.peers.insert(peer, (tx, now));
+            }
+        }
+        self.peers.retain(|_, (_, used)| now < *used + WRITER_IDLE);
+    }
+}
+
+/// Starts the task writing `peer`'s updates in the order received, all
+/// those waiting in one write; it ends once the sender is dropped and
+/// everything is written.
+fn write_to(endpoint: P2pEndpoint, peer: SocketAddr) -> mpsc::UnboundedSender<Vec<HaveMessage>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<HaveMessage>>();
+    tokio::spawn(async move {
+        while let Some(mut msgs) = rx.recv().await {
+            while let Ok(more) = rx.try_recv() {
+                msgs.extend(more);
+            }
+            if let Err(e) = endpoint.send_haves(peer, &msgs).await {
+                tracing::debug!(%peer, error = %e, "cannot send have updates");
+            }
         }
     });
-    futures_util::future::join_all(sends).await;
+    tx
 }
 
 /// Sleeps until `at`, or forever if there is no deadline.

@@ -290,15 +290,15 @@ fn busy_backs_off_until_called_back() {
     d.handle_request_rejected(T0, PeerId(1), piece, Rejection::Busy);
     assert_eq!(drain(&mut d), []);
     // Left alone for the back-off, which doubles per refusal…
-    assert_eq!(d.poll_timeout(), Some(Time::from_millis(500)));
-    d.handle_timeout(Time::from_millis(500));
+    assert_eq!(d.poll_timeout(), Some(Time::from_millis(1000)));
+    d.handle_timeout(Time::from_millis(1000));
     let [(1, piece)] = requests(&drain(&mut d))[..] else {
         panic!()
     };
-    d.handle_request_rejected(Time::from_millis(500), PeerId(1), piece, Rejection::Busy);
-    assert_eq!(d.poll_timeout(), Some(Time::from_millis(1500)));
+    d.handle_request_rejected(Time::from_millis(1000), PeerId(1), piece, Rejection::Busy);
+    assert_eq!(d.poll_timeout(), Some(Time::from_millis(3000)));
     // …unless the peer calls back first.
-    d.handle_peer_available(Time::from_millis(600), PeerId(1));
+    d.handle_peer_available(Time::from_millis(1100), PeerId(1));
     assert_eq!(requests(&drain(&mut d)).len(), 1);
 }
 

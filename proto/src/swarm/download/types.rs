@@ -52,7 +52,10 @@ pub struct DownloadConfig {
     /// Consecutive timeouts after which a peer is dropped.
     pub max_timeouts: u32,
     /// How long a peer that refused as busy is left alone, unless it calls
-    /// back with `Available` first; doubles per refusal in a row.
+    /// back with `Available` first; doubles per refusal in a row. Shorter
+    /// back-offs mostly buy more refusals: with 500 ms (up to 2 s) the
+    /// 50-node fanout-upbound run counted four refusals per piece
+    /// delivered, with 1 s (up to 4 s) 2.6 and a faster run.
     pub busy_backoff: Duration,
     /// Longest back-off.
     pub max_backoff: Duration,
@@ -90,8 +93,8 @@ impl Default for DownloadConfig {
             timeout_factor: 4.0,
             min_rate: 128.0 * 1024.0,
             max_timeouts: 3,
-            busy_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(2),
+            busy_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(4),
             refusal_memory: Duration::from_secs(2),
             seed_starve_in_flight: 2,
             seed_starve_rate: 0.95,
