@@ -1,19 +1,19 @@
 //! The agent's `have` outbox: every download's updates, merged per peer.
 //!
 //! A node runs several downloads at once (runtimes fetch three layers at a
-//! time), and each verified piece is news for every connected peer. Sent
-//! per download and per piece, that was one small QUIC packet per piece and
-//! peer, each acknowledged by another: two thirds of the packets of a
-//! 50-node swarm. The outbox holds updates for up to [`HAVE_BATCH`] and
-//! then writes, per peer, everything queued for it in one go, whichever
-//! download it came from.
+//! time), and each verified piece is news for every connected peer. Each
+//! download used to batch its own updates, so a peer got a small QUIC
+//! packet (and sent back an acknowledgement) per download and batch. The
+//! outbox holds updates for up to [`HAVE_BATCH`] and then writes, per
+//! peer, everything queued for it in one go, whichever download it came
+//! from: in a 50-node fanout-sym run, the small UDP packets on loopback fell
+//! from about 23 000 to 15 000 per 3 s.
 //!
 //! Order is kept per peer: a peer refuses a blob's `have` before that
 //! blob's bitfield, so each peer's updates leave in the order they were
 //! queued, written by one task per peer (a peer slow to take them holds up
-//! no other). Bitfields go out at once (with
-//! whatever was queued before them): a new peer cannot ask for anything
-//! until it has one.
+//! no other). Bitfields go out at once (with whatever was queued before
+//! them): a new peer cannot ask for anything until it has one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,7 +50,7 @@ impl HaveOutbox {
     /// Tokio runtime.
     pub fn start(endpoint: P2pEndpoint) -> HaveOutbox {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(endpoint, rx, HAVE_BATCH));
+        tokio::spawn(run(endpoint, rx));
         HaveOutbox { tx }
     }
 
@@ -94,11 +94,7 @@ impl Pending {
     }
 }
 
-async fn run(
-    endpoint: P2pEndpoint,
-    mut rx: mpsc::UnboundedReceiver<(Batch, Urgency)>,
-    hold: Duration,
-) {
+async fn run(endpoint: P2pEndpoint, mut rx: mpsc::UnboundedReceiver<(Batch, Urgency)>) {
     let mut pending = Pending::default();
     let mut writers = Writers::new(endpoint);
     let mut due: Option<Instant> = None;
@@ -107,7 +103,7 @@ async fn run(
             item = rx.recv() => match item {
                 Some((batch, urgency)) => {
                     pending.add(batch);
-                    due.get_or_insert_with(|| Instant::now() + hold);
+                    due.get_or_insert_with(|| Instant::now() + HAVE_BATCH);
                     urgency == Urgency::Now
                 }
                 None => {
@@ -125,8 +121,9 @@ async fn run(
 }
 
 /// A peer's writer that has had nothing to write for this long ends; a
-/// later update starts another. Its queue was empty for that long, so the
-/// two never write at once.
+/// later update starts another. That is twice as long as a write may take
+/// (the connect and I/O timeouts, 5 + 10 s), so the old writer is done
+/// before the new one starts.
 const WRITER_IDLE: Duration = Duration::from_secs(30);
 
 /// One writing task per peer, so that a peer slow to take its updates (or
@@ -155,12 +152,8 @@ impl Writers {
                 .entry(peer)
                 .or_insert_with(|| (write_to(self.endpoint.clone(), peer), now));
             *used = now;
-            if let Err(mpsc::error::SendError(msgs)) = tx.send(msgs) {
-                // Cannot happen while we hold the sender, but lose nothing.
-                let tx = write_to(self.endpoint.clone(), peer);
-                let _ = tx.send(msgs);
-                self.peers.insert(peer, (tx, now));
-            }
+            // The writer ends only once its sender is dropped.
+            let _ = tx.send(msgs);
         }
         self.peers.retain(|_, (_, used)| now < *used + WRITER_IDLE);
     }
