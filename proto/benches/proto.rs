@@ -6,32 +6,22 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use shoal_proto::swarm::{Action, Download, DownloadConfig, Layout, PeerId, PeerKind};
 use shoal_proto::time::Time;
 use shoal_proto::wire::{HaveMessage, PieceRequest};
 use shoal_proto::{Bitfield, Digest, FrameDecoder, PieceHasher, decode_frame, encode_frame};
 
-/// A small deterministic generator (xorshift), so every run schedules the
-/// same swarm.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// `peers` peer bitfields of `pieces` bits, each piece held by about half.
 fn swarm(pieces: u32, peers: usize) -> Vec<Bitfield> {
-    let mut rng = Rng(0x5eed_cafe_f00d_1234);
+    // Seeded, so every run schedules the same swarm.
+    let mut rng = SmallRng::seed_from_u64(0x5eed);
     (0..peers)
         .map(|_| {
             let mut bits = Bitfield::new(pieces);
             for i in 0..pieces {
-                if rng.next().is_multiple_of(2) {
+                if rng.random_bool(0.5) {
                     bits.set(i);
                 }
             }
