@@ -19,6 +19,10 @@ const SHARED_POOL_BYTES: usize = 64 << 20;
 /// Smallest buffer capacity handed out.
 const MIN_CLASS: usize = 64 << 10;
 
+/// Alignment of every buffer handed out: the block size direct I/O needs
+/// of memory addresses (see [`crate::blob_file`]).
+pub(crate) const ALIGN: usize = 4096;
+
 /// The process's pool: piece reads for peers and blob reads for clients.
 pub(crate) fn shared() -> &'static Arc<BufferPool> {
     static POOL: LazyLock<Arc<BufferPool>> =
@@ -65,17 +69,17 @@ impl BufferPool {
         let class = class_of(len);
         let reused = {
             let mut free = self.free.lock().expect("lock");
-            let fit = free.bufs.iter().rposition(|b| b.len() == class);
+            let fit = free.bufs.iter().rposition(|b| b.len() == class + ALIGN);
             let buf = fit.and_then(|i| free.bufs.remove(i));
             if buf.is_some() {
-                free.bytes -= class;
+                free.bytes -= class + ALIGN;
             }
             buf
         };
-        PoolBuf {
-            buf: reused.unwrap_or_else(|| vec![0; class]),
-            len,
-        }
+        // One block more than the class, so that an aligned start fits.
+        let buf = reused.unwrap_or_else(|| vec![0; class + ALIGN]);
+        let start = buf.as_ptr().align_offset(ALIGN);
+        PoolBuf { buf, start, len }
     }
 
     /// `buf` as [`Bytes`] that return it to this pool when dropped.
@@ -102,24 +106,25 @@ impl BufferPool {
     }
 }
 
-/// A buffer from [`BufferPool::take`]: `len` bytes in front of an
-/// initialised buffer of its size class, so that handing it out again for
-/// another length never clears it.
+/// A buffer from [`BufferPool::take`]: `len` bytes at the first
+/// [`ALIGN`]-aligned address of an initialised buffer of its size class,
+/// so that handing it out again for another length never clears it.
 pub(crate) struct PoolBuf {
     buf: Vec<u8>,
+    start: usize,
     len: usize,
 }
 
 impl std::ops::Deref for PoolBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf[self.start..self.start + self.len]
     }
 }
 
 impl std::ops::DerefMut for PoolBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[..self.len]
+        &mut self.buf[self.start..self.start + self.len]
     }
 }
 
@@ -158,7 +163,7 @@ mod tests {
         drop(bytes);
         assert_eq!(pool.free.lock().unwrap().bufs.len(), 0, "a view is alive");
         drop(view);
-        assert_eq!(pool.free.lock().unwrap().bytes, MIN_CLASS);
+        assert_eq!(pool.free.lock().unwrap().bytes, MIN_CLASS + ALIGN);
         let again = pool.take(800);
         assert_eq!((again.as_ptr(), again.len()), (ptr, 800));
         // Lent for a shorter length and then a longer one again, it is
@@ -183,6 +188,10 @@ mod tests {
         // 256 KiB is the class of 200 KiB: the same buffer.
         assert_eq!(pool.take(256 << 10).as_ptr(), big_ptr);
         assert_eq!(pool.take(50).as_ptr(), small_ptr);
+        // Every buffer starts on a block boundary, as direct I/O needs.
+        for len in [1, 4096, 70_000, 1 << 20] {
+            assert!(pool.take(len).as_ptr().addr().is_multiple_of(ALIGN));
+        }
         assert_eq!(class_of(4 << 20), 4 << 20);
         assert_eq!(class_of((4 << 20) + 1), 8 << 20);
     }
@@ -191,13 +200,13 @@ mod tests {
     /// one returned last is lent first.
     #[test]
     fn the_oldest_buffers_go_past_the_cap() {
-        let pool = Arc::new(BufferPool::new(2 * MIN_CLASS));
+        let pool = Arc::new(BufferPool::new(2 * (MIN_CLASS + ALIGN)));
         let bufs: Vec<PoolBuf> = (0..3).map(|_| pool.take(10)).collect();
         let ptrs: Vec<*const u8> = bufs.iter().map(|b| b.as_ptr()).collect();
         for b in bufs {
             drop(pool.lend(b));
         }
-        assert_eq!(pool.free.lock().unwrap().bytes, 2 * MIN_CLASS);
+        assert_eq!(pool.free.lock().unwrap().bytes, 2 * (MIN_CLASS + ALIGN));
         let last = pool.take(10);
         let before = pool.take(10);
         assert_eq!((last.as_ptr(), before.as_ptr()), (ptrs[2], ptrs[1]));

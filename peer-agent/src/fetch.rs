@@ -189,6 +189,7 @@ impl Fetcher {
             size,
             final_path: self.store.blob_path(digest),
             progress: None,
+            pieces: None,
             pin,
         })
     }
@@ -275,6 +276,7 @@ impl Fetcher {
                         size,
                         final_path: self.store.blob_path(digest),
                         progress: Some((rx, tmp)),
+                        pieces: self.progress(digest),
                         pin: self.store.pin(digest),
                     });
                 }

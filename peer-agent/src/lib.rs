@@ -24,6 +24,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod blob_file;
 mod buffers;
 pub mod config;
 pub mod daemon;

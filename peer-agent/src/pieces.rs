@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -13,6 +12,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use shoal_proto::{Digest, PieceMap};
 
+use crate::blob_file::BlobFile;
 use crate::fetch::Fetcher;
 use crate::p2p::PieceProvider;
 
@@ -34,7 +34,7 @@ pub struct FetcherPieces {
 /// Where a piece's bytes are.
 enum Located {
     /// A running download: its map so far and its open file.
-    Running(Arc<PieceMap>, Arc<std::fs::File>),
+    Running(Arc<PieceMap>, Arc<BlobFile>),
     /// A complete blob in the store.
     Stored(Arc<PieceMap>),
 }
@@ -118,15 +118,12 @@ impl PieceProvider for FetcherPieces {
             tokio::task::spawn_blocking(move || {
                 let file = match located {
                     Located::Running(_, file) => file,
-                    Located::Stored(_) => Arc::new(std::fs::File::open(&final_path)?),
+                    Located::Stored(_) => Arc::new(BlobFile::open(&final_path)?),
                 };
-                let pool = crate::buffers::shared();
-                let mut buf = pool.take((range.end - range.start) as usize);
                 // These bytes were verified when written (against the
                 // piece map, or as part of the whole-blob digest); the
                 // receiver verifies them again against its map.
-                file.read_exact_at(&mut buf, range.start)?;
-                Ok(pool.lend(buf))
+                file.read_at(range.start, (range.end - range.start) as usize)
             })
             .await
             .map_err(io::Error::other)?

@@ -414,34 +414,6 @@ pub fn is_disk_full(e: &io::Error) -> bool {
     )
 }
 
-/// Writes `chunks`, in order, into `file` at `offset` with one `pwritev`
-/// (more only if the kernel writes part). One call per piece rather than
-/// one per transport chunk: chunks end mid-block, and each partial-block
-/// write into a hole makes the file system zero the rest of the block
-/// first. Blocking.
-pub fn write_chunks_at(file: &std::fs::File, chunks: &[Bytes], offset: u64) -> io::Result<()> {
-    let mut slices: Vec<io::IoSlice<'_>> = chunks
-        .iter()
-        .filter(|c| !c.is_empty())
-        .map(|c| io::IoSlice::new(c))
-        .collect();
-    let mut rest = &mut slices[..];
-    let mut at = offset;
-    while !rest.is_empty() {
-        // The kernel takes at most IOV_MAX (1024) slices per call.
-        let n = rest.len().min(1024);
-        let written = match rustix::io::pwritev(file, &rest[..n], at) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(w) => w,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        at += written as u64;
-        io::IoSlice::advance_slices(&mut rest, written);
-    }
-    Ok(())
-}
-
 /// Bytes an unprivileged writer may still use on the file system of `dir`.
 fn available_space(dir: &Path) -> io::Result<u64> {
     let st = rustix::fs::statvfs(dir)?;

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::writer::{BlobHasher, WRITE_BATCH, Writer};
 use super::{BlobSource, FetchError, Fetcher, Forget, PieceProgress, State, io_err};
+use crate::blob_file::BlobFile;
 use crate::registry::RegistryError;
 
 pub(super) struct Download<S> {
@@ -65,7 +66,9 @@ impl<S: BlobSource> Download<S> {
                 let piece_size = piece_size_for(size);
                 // Pieces are read with `pread`, which leaves the offset
                 // the writer appends at alone.
-                progress.set_file(Arc::new(file.try_clone().map_err(|e| io_err(&tmp, e))?));
+                progress.set_file(Arc::new(BlobFile::buffered(
+                    file.try_clone().map_err(|e| io_err(&tmp, e))?,
+                )));
                 *progress.layout.lock().expect("lock") = Some((size, piece_size));
                 BlobHasher::Pieces(Box::new(PieceHasher::new(piece_size)), progress.clone())
             }

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,7 +12,8 @@ use futures_util::stream::BoxStream;
 use shoal_proto::Digest;
 use tokio::sync::watch;
 
-use super::State;
+use super::{PieceProgress, State};
+use crate::blob_file::BlobFile;
 use crate::store::BlobPin;
 
 /// Chunk size used when reading blobs back from disk: 4 MiB keeps the
@@ -29,6 +29,9 @@ pub struct BlobHandle {
     pub(super) size: u64,
     pub(super) final_path: PathBuf,
     pub(super) progress: Option<(watch::Receiver<State>, Arc<PathBuf>)>,
+    /// The running download's pieces, whose open file (once it has one)
+    /// is read rather than the file reopened by path.
+    pub(super) pieces: Option<Arc<PieceProgress>>,
     pub(super) pin: BlobPin,
 }
 
@@ -74,6 +77,7 @@ impl BlobHandle {
             file: None,
             final_path: self.final_path,
             progress: self.progress,
+            pieces: self.pieces,
             _pin: self.pin,
         };
         futures_util::stream::unfold(tail, |mut t| async move {
@@ -94,9 +98,10 @@ struct Tail {
     pos: u64,
     end: u64,
     size: u64,
-    file: Option<std::fs::File>,
+    file: Option<Arc<BlobFile>>,
     final_path: PathBuf,
     progress: Option<(watch::Receiver<State>, Arc<PathBuf>)>,
+    pieces: Option<Arc<PieceProgress>>,
     /// Keeps the blob from being evicted while it is read.
     _pin: BlobPin,
 }
@@ -142,10 +147,8 @@ impl Tail {
         };
         let pos = self.pos;
         let (file, res) = tokio::task::spawn_blocking(move || {
-            let pool = crate::buffers::shared();
-            let mut buf = pool.take(want);
-            let res = match file.read_exact_at(&mut buf, pos) {
-                Ok(()) => Ok(pool.lend(buf)),
+            let res = match file.read_at(pos, want) {
+                Ok(buf) => Ok(buf),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("blob file ended before byte {}", pos + want as u64),
@@ -164,14 +167,17 @@ impl Tail {
 
     /// Opens the download's temporary file, or the stored blob if the
     /// download finished (and renamed it) in the meantime.
-    async fn open_file(&self) -> io::Result<std::fs::File> {
+    async fn open_file(&self) -> io::Result<Arc<BlobFile>> {
         if let Some((_, tmp)) = &self.progress {
-            match std::fs::File::open(&**tmp) {
-                Ok(f) => return Ok(f),
+            if let Some(file) = self.pieces.as_ref().and_then(|p| p.file()) {
+                return Ok(file);
+            }
+            match BlobFile::open(tmp) {
+                Ok(f) => return Ok(Arc::new(f)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
-        std::fs::File::open(&self.final_path)
+        BlobFile::open(&self.final_path).map(Arc::new)
     }
 }

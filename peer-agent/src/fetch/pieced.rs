@@ -28,6 +28,7 @@ use shoal_proto::{Bitfield, Digest, PieceMap};
 use tokio::sync::watch;
 
 use super::{FetchError, Fetcher, Forget, PieceProgress, State, io_err};
+use crate::blob_file::BlobFile;
 
 /// `tasks/<hex>/pieces`: [`META_MAGIC`], the blob size (u64, little
 /// endian), the piece size (u32, little endian), then one byte per piece, 1
@@ -111,7 +112,7 @@ struct Inner {
 /// The task's state once its layout is known.
 struct Filling {
     layout: Layout,
-    file: Arc<std::fs::File>,
+    file: Arc<BlobFile>,
     meta: Arc<TaskMeta>,
     have: Bitfield,
     /// Pieces `0..prefix` are held.
@@ -276,7 +277,8 @@ impl PieceTask {
         let offset = u64::from(index) * u64::from(f.layout.piece_size);
         let (file, meta) = (f.file.clone(), f.meta.clone());
         tokio::task::spawn_blocking(move || {
-            crate::store::write_chunks_at(&file, &chunks, offset).and_then(|()| meta.mark(index))
+            file.write_chunks_at(&chunks, offset)
+                .and_then(|()| meta.mark(index))
         })
         .await
         .map_err(|e| FetchError::Io(e.to_string()))?
@@ -366,7 +368,7 @@ impl PieceTask {
 /// disk: they were verified when first written, but a crash can leave a
 /// piece marked whose bytes never reached the disk.
 async fn verify_resumed(
-    file: &Arc<std::fs::File>,
+    file: &Arc<BlobFile>,
     map: &PieceMap,
     resumed: &Bitfield,
 ) -> Result<(), FetchError> {
@@ -379,7 +381,8 @@ async fn verify_resumed(
         for i in resumed.iter_held() {
             let range = map.piece_range(i);
             buf.resize((range.end - range.start) as usize, 0);
-            file.read_exact_at(&mut buf, range.start)
+            file.file()
+                .read_exact_at(&mut buf, range.start)
                 .map_err(|e| FetchError::Io(format!("reading resumed piece {i}: {e}")))?;
             map.verify_piece(i, &buf)
                 .map_err(|e| FetchError::Io(format!("resumed {e}")))?;
@@ -396,7 +399,7 @@ fn open_task(
     dir: &Path,
     data: &Path,
     layout: Layout,
-) -> io::Result<(std::fs::File, TaskMeta, Bitfield)> {
+) -> io::Result<(BlobFile, TaskMeta, Bitfield)> {
     std::fs::create_dir_all(dir)?;
     let meta_path = dir.join("pieces");
     let resumed = TaskMeta::load(&meta_path, layout).filter(|_| data.is_file());
@@ -409,7 +412,7 @@ fn open_task(
     file.set_len(layout.size)?;
     let have = resumed.unwrap_or_else(|| Bitfield::new(layout.piece_count()));
     let meta = TaskMeta::create(&meta_path, layout, &have)?;
-    Ok((file, meta, have))
+    Ok((BlobFile::with_direct(file, data, true), meta, have))
 }
 
 #[cfg(test)]

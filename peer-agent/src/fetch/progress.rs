@@ -23,7 +23,7 @@ pub struct PieceProgress {
     /// is known.
     pub(super) held: Mutex<Option<Bitfield>>,
     /// The file the download is written to, open for reading pieces.
-    file: Mutex<Option<Arc<std::fs::File>>>,
+    file: Mutex<Option<Arc<crate::blob_file::BlobFile>>>,
     pub(super) grew: tokio::sync::Notify,
 }
 
@@ -108,11 +108,11 @@ impl PieceProgress {
 
     /// The file the download is being written to, open for reading (it
     /// stays readable once the download is renamed into the store).
-    pub fn file(&self) -> Option<Arc<std::fs::File>> {
+    pub fn file(&self) -> Option<Arc<crate::blob_file::BlobFile>> {
         self.file.lock().expect("lock").clone()
     }
 
-    pub(super) fn set_file(&self, file: Arc<std::fs::File>) {
+    pub(super) fn set_file(&self, file: Arc<crate::blob_file::BlobFile>) {
         *self.file.lock().expect("lock") = Some(file);
     }
 }

@@ -195,7 +195,7 @@ async fn a_verified_piece_is_written_at_its_offset() {
         let offset = map.piece_range(index).start;
         let file = file.clone();
         tokio::task::spawn_blocking(move || {
-            crate::store::write_chunks_at(&file, piece.chunks(), offset)
+            crate::blob_file::write_chunks_at(&file, piece.chunks(), offset)
         })
         .await
         .unwrap()
