@@ -56,9 +56,10 @@ impl BlobFile {
         BlobFile { file, direct: None }
     }
 
-    /// Opens `path` for buffered reading.
-    pub fn open(path: &Path) -> io::Result<Self> {
-        Ok(Self::buffered(std::fs::File::open(path)?))
+    /// Opens `path` for reading, directly where aligned and not cached
+    /// (see [`BlobFile::with_direct`] and [`BlobFile::read_at`]).
+    pub fn open_direct(path: &Path) -> io::Result<Self> {
+        Ok(Self::with_direct(std::fs::File::open(path)?, path, false))
     }
 
     /// The buffered descriptor.
@@ -114,48 +115,53 @@ impl BlobFile {
         write_chunks_at(&self.file, &rest, offset + direct_len as u64)
     }
 
-    /// Reads `len` bytes at `offset` into a buffer from `pool`: directly
-    /// if `offset` is block-aligned (the read is rounded up to whole
-    /// blocks and cut back), else through the page cache. Fails with
-    /// `UnexpectedEof` if the file ends first. Blocking.
+    /// Reads `len` bytes at `offset`: directly where the file system
+    /// allows it (the read is widened to whole blocks and cut back), else
+    /// through the page cache. A direct file is never read through the
+    /// page cache: a buffered read reads ahead, and a page read ahead
+    /// from a hole while a direct write fills it can keep the hole's
+    /// zeros. Fails with `UnexpectedEof` if the file ends first.
+    /// Blocking.
     pub fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let pool = shared();
-        let Some(direct) = self
-            .direct
-            .as_ref()
-            .filter(|_| offset.is_multiple_of(ALIGN as u64) && len > 0)
-        else {
+        let buffered = || {
             let mut buf = pool.take(len);
             self.file.read_exact_at(&mut buf, offset)?;
-            return Ok(pool.lend(buf));
+            Ok(pool.lend(buf))
         };
-        let mut buf = pool.take(len.next_multiple_of(ALIGN));
+        let Some(direct) = self.direct.as_ref().filter(|_| len > 0) else {
+            return buffered();
+        };
+        let skip = (offset % ALIGN as u64) as usize;
+        let start = offset - skip as u64;
+        let want = skip + len;
+        let mut buf = pool.take(want.next_multiple_of(ALIGN));
         let mut got = 0;
-        while got < len {
-            match direct.read_at(&mut buf[got..], offset + got as u64) {
+        while got < want {
+            match direct.read_at(&mut buf[got..], start + got as u64) {
                 Ok(0) => break,
                 // A short read ends at the end of the file, so the next
                 // one (which finds it) need not be aligned.
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Opened for direct I/O but refusing this read (an
+                // alignment the file system does not support).
                 Err(e)
                     if got == 0
                         && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
                 {
-                    let mut buf = pool.take(len);
-                    self.file.read_exact_at(&mut buf, offset)?;
-                    return Ok(pool.lend(buf));
+                    return buffered();
                 }
                 Err(e) => return Err(e),
             }
         }
-        if got < len {
+        if got < want {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("file ended at byte {}", offset + got as u64),
+                format!("file ended at byte {}", start + got as u64),
             ));
         }
-        Ok(pool.lend(buf).slice(..len))
+        Ok(pool.lend(buf).slice(skip..want))
     }
 }
 
@@ -234,7 +240,7 @@ mod tests {
             .expect("write");
         let direct =
             BlobFile::with_direct(std::fs::File::open(&path).expect("reopen"), &path, false);
-        let buffered = BlobFile::open(&path).expect("reopen");
+        let buffered = BlobFile::buffered(std::fs::File::open(&path).expect("reopen"));
         assert_eq!(direct.is_direct(), blob.is_direct());
         assert!(!buffered.is_direct());
         for reader in [&direct, &buffered, &blob] {

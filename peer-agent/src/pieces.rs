@@ -118,7 +118,10 @@ impl PieceProvider for FetcherPieces {
             tokio::task::spawn_blocking(move || {
                 let file = match located {
                     Located::Running(_, file) => file,
-                    Located::Stored(_) => Arc::new(BlobFile::open(&final_path)?),
+                    // Pieces for peers bypass the page cache even when
+                    // the blob is complete: one piece per request, read
+                    // once per peer, seldom worth a cached copy.
+                    Located::Stored(_) => Arc::new(BlobFile::open_direct(&final_path)?),
                 };
                 // These bytes were verified when written (against the
                 // piece map, or as part of the whole-blob digest); the

@@ -169,15 +169,25 @@ impl Tail {
     /// download finished (and renamed it) in the meantime.
     async fn open_file(&self) -> io::Result<Arc<BlobFile>> {
         if let Some((_, tmp)) = &self.progress {
-            if let Some(file) = self.pieces.as_ref().and_then(|p| p.file()) {
-                return Ok(file);
-            }
-            match BlobFile::open(tmp) {
+            let opened = match &self.pieces {
+                // Pieces are written directly: read them the same way
+                // (see `BlobFile::read_at`).
+                Some(pieces) => match pieces.file() {
+                    Some(file) => return Ok(file),
+                    None => BlobFile::open_direct(tmp),
+                },
+                // A sequential download, written through the page cache.
+                None => std::fs::File::open(&**tmp).map(BlobFile::buffered),
+            };
+            match opened {
                 Ok(f) => return Ok(Arc::new(f)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
-        BlobFile::open(&self.final_path).map(Arc::new)
+        // A complete blob: through the page cache, where a blob pulled
+        // again (a warm pull) is likely to be, and where reads ahead keep
+        // one sequential reader at the disk's full speed.
+        std::fs::File::open(&self.final_path).map(|f| Arc::new(BlobFile::buffered(f)))
     }
 }
