@@ -19,7 +19,7 @@
 //! thread in `writer`; [`BlobHandle`] and its reader live in `handle`, and
 //! [`PieceProgress`] in `progress`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -135,6 +135,10 @@ pub struct Fetcher {
     inflight: Arc<Mutex<HashMap<Digest, Inflight>>>,
     resume_attempts: u32,
     piece_maps: bool,
+    /// Blobs stored by this process from pieces written around the page
+    /// cache: runtimes read them the same way (see [`BlobHandle`]). A hint
+    /// for speed only; reads are correct either way.
+    written_directly: Arc<Mutex<HashSet<Digest>>>,
 }
 
 /// A download in progress, as the fetcher's map holds it.
@@ -153,6 +157,17 @@ impl Fetcher {
             inflight: Arc::default(),
             resume_attempts,
             piece_maps: false,
+            written_directly: Arc::default(),
+        }
+    }
+
+    /// Records how the blob `digest` just stored was written.
+    fn note_written_directly(&self, digest: &Digest, direct: bool) {
+        let mut set = self.written_directly.lock().expect("lock");
+        if direct {
+            set.insert(*digest);
+        } else {
+            set.remove(digest);
         }
     }
 
@@ -190,6 +205,7 @@ impl Fetcher {
             final_path: self.store.blob_path(digest),
             progress: None,
             pieces: None,
+            direct: self.written_directly.lock().expect("lock").contains(digest),
             pin,
         })
     }
@@ -277,6 +293,7 @@ impl Fetcher {
                         final_path: self.store.blob_path(digest),
                         progress: Some((rx, tmp)),
                         pieces: self.progress(digest),
+                        direct: false,
                         pin: self.store.pin(digest),
                     });
                 }

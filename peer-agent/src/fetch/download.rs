@@ -158,6 +158,7 @@ impl<S: BlobSource> Download<S> {
                     .commit_blob(&tmp, &self.digest)
                     .await
                     .map_err(|e| io_err(&tmp, e))?;
+                self.fetcher.note_written_directly(&self.digest, false);
                 tracing::info!(digest = %self.digest, size, source = label, "blob verified and stored");
                 Ok(size)
             }

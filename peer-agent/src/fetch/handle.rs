@@ -32,6 +32,8 @@ pub struct BlobHandle {
     /// The running download's pieces, whose open file (once it has one)
     /// is read rather than the file reopened by path.
     pub(super) pieces: Option<Arc<PieceProgress>>,
+    /// Whether the complete blob was written around the page cache.
+    pub(super) direct: bool,
     pub(super) pin: BlobPin,
 }
 
@@ -78,6 +80,7 @@ impl BlobHandle {
             final_path: self.final_path,
             progress: self.progress,
             pieces: self.pieces,
+            direct: self.direct,
             _pin: self.pin,
         };
         futures_util::stream::unfold(tail, |mut t| async move {
@@ -102,6 +105,7 @@ struct Tail {
     final_path: PathBuf,
     progress: Option<(watch::Receiver<State>, Arc<PathBuf>)>,
     pieces: Option<Arc<PieceProgress>>,
+    direct: bool,
     /// Keeps the blob from being evicted while it is read.
     _pin: BlobPin,
 }
@@ -185,9 +189,14 @@ impl Tail {
                 Err(e) => return Err(e),
             }
         }
-        // A complete blob: through the page cache, where a blob pulled
-        // again (a warm pull) is likely to be, and where reads ahead keep
-        // one sequential reader at the disk's full speed.
+        // A complete blob: as it was written. One that went through the
+        // page cache (a sequential download) is likely still there for a
+        // pull again, and reads ahead keep a sequential reader at the
+        // disk's full speed; one written around it is not there, and
+        // reading it into the cache costs a copy into fresh pages.
+        if self.direct {
+            return BlobFile::open_direct(&self.final_path).map(Arc::new);
+        }
         std::fs::File::open(&self.final_path).map(|f| Arc::new(BlobFile::buffered(f)))
     }
 }

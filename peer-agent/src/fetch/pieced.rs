@@ -358,6 +358,7 @@ impl PieceTask {
             .commit_blob(&self.inner.data, &self.inner.digest)
             .await
             .map_err(|e| io_err(&self.inner.data, e))?;
+        fetcher.note_written_directly(&self.inner.digest, f.file.is_direct());
         let _ = tokio::fs::remove_dir_all(&self.inner.dir).await;
         tracing::info!(digest = %self.inner.digest, size = f.layout.size, "blob verified and stored (pieces)");
         Ok(())

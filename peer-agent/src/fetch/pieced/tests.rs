@@ -42,12 +42,26 @@ async fn out_of_order_pieces_stream_in_order() {
     assert_eq!(handle.size(), data.len() as u64);
     let got: Vec<Bytes> = handle.stream(0..u64::MAX).try_collect().await.unwrap();
     assert_eq!(got.concat(), data.to_vec());
-    assert!(fetcher.local(&map.digest).await.is_some());
     assert_eq!(
         fetcher.store().get_piece_map(&map.digest),
         Some(map.clone())
     );
     assert!(!dir.path().join("tasks").join(map.digest.hex()).exists());
+    // The stored blob is read back the way it was written (directly where
+    // the file system allows it), whole and from mid-block.
+    let path = fetcher.store().blob_path(&map.digest);
+    let direct = BlobFile::open_direct(&path).unwrap().is_direct();
+    let stored = fetcher.local(&map.digest).await.unwrap();
+    assert_eq!(stored.direct, direct);
+    let got: Vec<Bytes> = stored
+        .stream(1000..2 * u64::from(PIECE) + 5)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(got.concat(), data[1000..2 * PIECE as usize + 5].to_vec());
+    let stored = fetcher.local(&map.digest).await.unwrap();
+    let got: Vec<Bytes> = stored.stream(0..u64::MAX).try_collect().await.unwrap();
+    assert_eq!(got.concat(), data.to_vec());
 }
 
 /// A task that stops half-way is resumed by a new fetcher on the same data
