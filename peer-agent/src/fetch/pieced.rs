@@ -378,14 +378,12 @@ async fn verify_resumed(
     }
     let (file, map, resumed) = (file.clone(), map.clone(), resumed.clone());
     tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
         for i in resumed.iter_held() {
             let range = map.piece_range(i);
-            buf.resize((range.end - range.start) as usize, 0);
-            file.file()
-                .read_exact_at(&mut buf, range.start)
+            let bytes = file
+                .read_at(range.start, (range.end - range.start) as usize)
                 .map_err(|e| FetchError::Io(format!("reading resumed piece {i}: {e}")))?;
-            map.verify_piece(i, &buf)
+            map.verify_piece(i, &bytes)
                 .map_err(|e| FetchError::Io(format!("resumed {e}")))?;
         }
         Ok(())
