@@ -15,7 +15,7 @@ use shoal_proto::wire::{ErrorCode, MAX_HINT, PieceRequest, PieceResponse};
 use shoal_proto::{Digest, PieceError, PieceMap, encode_frame};
 
 use super::endpoint::ConnectError;
-use super::stream::{FrameReader, PROTOCOL_ERROR, ReadFrameError};
+use super::stream::{FrameReader, PROTOCOL_ERROR, ReadFrameError, read_end};
 
 /// Largest chunk taken from quinn at once while reading a piece.
 const CHUNK: usize = 1 << 20;
@@ -233,6 +233,10 @@ pub(crate) async fn request_piece(
                 reason: format!("response header: {e}"),
             },
         })?;
+    if !matches!(resp, PieceResponse::Ok { .. }) {
+        // A refusal is the whole answer; whatever follows it is moot.
+        let _ = read_end(&mut recv);
+    }
     let len = match resp {
         PieceResponse::Ok { len } => u64::from(len),
         PieceResponse::NotHave => return Err(FetchError::NotHave { peer }),
@@ -285,6 +289,15 @@ pub(crate) async fn request_piece(
         got += chunk.bytes.len() as u64;
         check.update(&chunk.bytes);
         chunks.push(chunk.bytes);
+    }
+    // A reset after the last byte changes nothing: the piece is whole and
+    // is verified below.
+    if let Ok(extra @ 1..) = read_end(&mut recv) {
+        let _ = recv.stop(PROTOCOL_ERROR);
+        return Err(FetchError::Protocol {
+            peer,
+            reason: format!("{extra} bytes after the piece"),
+        });
     }
     check.finish().map_err(|e| reject(peer, e))?;
     Ok(VerifiedPiece {

@@ -264,13 +264,18 @@ impl PieceServer {
         let resp = PieceResponse::Ok {
             len: bytes.len() as u32,
         };
-        write_header(send, &resp, timeout).await?;
+        // The header goes out with the first slice, in the same packet,
+        // rather than alone while the first slice waits for the limiter.
+        let mut header = Some(header_bytes(&resp));
         while !bytes.is_empty() {
             let slice = bytes.split_to(bytes.len().min(SLICE));
             if let Some(limiter) = &self.limiter {
                 limiter.acquire(slice.len() as u64).await;
             }
-            write_chunk(send, slice, timeout).await?;
+            write_chunks(send, header.take(), slice, timeout).await?;
+        }
+        if let Some(header) = header {
+            with_timeout(timeout, send.write_chunk(header)).await?;
         }
         Ok(())
     }
@@ -285,23 +290,32 @@ enum UploadError {
     Write(#[from] quinn::WriteError),
 }
 
+fn header_bytes(resp: &PieceResponse) -> Bytes {
+    let mut buf = Vec::with_capacity(16);
+    encode_frame(resp, &mut buf).expect("a response header always fits");
+    buf.into()
+}
+
 async fn write_header(
     send: &mut SendStream,
     resp: &PieceResponse,
     timeout: Duration,
 ) -> Result<(), UploadError> {
-    let mut buf = Vec::with_capacity(16);
-    encode_frame(resp, &mut buf).expect("a response header always fits");
-    with_timeout(timeout, send.write_all(&buf)).await
+    with_timeout(timeout, send.write_chunk(header_bytes(resp))).await
 }
 
-async fn write_chunk(
+/// Writes `header` (if any) and then the piece bytes `data`, in one write.
+async fn write_chunks(
     send: &mut SendStream,
-    bytes: Bytes,
+    header: Option<Bytes>,
+    data: Bytes,
     timeout: Duration,
 ) -> Result<(), UploadError> {
-    let len = bytes.len() as u64;
-    with_timeout(timeout, send.write_chunk(bytes)).await?;
+    let len = data.len() as u64;
+    match header {
+        Some(header) => with_timeout(timeout, send.write_all_chunks(&mut [header, data])).await?,
+        None => with_timeout(timeout, send.write_chunk(data)).await?,
+    }
     ::metrics::counter!(BYTES_SENT).increment(len);
     Ok(())
 }

@@ -130,3 +130,20 @@ impl<M: Message> FrameReader<M> {
         self.pending
     }
 }
+
+/// Reads the end of a stream whose answer has been read in full, if the
+/// peer's FIN is already here, and returns how many bytes came after the
+/// answer (a peer that sends any breaks the protocol). Never waits: with
+/// the FIN not yet here, nothing is read.
+///
+/// quinn sends STOP_SENDING for every receive stream dropped before its end
+/// was read, even one whose FIN has arrived; on a piece request that frame
+/// costs a datagram, and the peer's acknowledgement another.
+pub(crate) fn read_end(recv: &mut RecvStream) -> Result<usize, quinn::ReadError> {
+    use futures_util::FutureExt;
+    match recv.read_chunk(usize::MAX, true).now_or_never() {
+        Some(Ok(Some(extra))) => Ok(extra.bytes.len()),
+        Some(Ok(None)) | None => Ok(0),
+        Some(Err(e)) => Err(e),
+    }
+}

@@ -90,6 +90,27 @@ async fn refusals_are_told_apart() {
     client.ep.fetch_piece(server.addr, &map, 2).await.unwrap();
 }
 
+/// Answers are read to their end: quinn stops (STOP_SENDING) a stream
+/// dropped before its end was read, even when the end is already here,
+/// which costs a datagram and its acknowledgement per request for nothing.
+#[tokio::test]
+async fn answered_requests_leave_no_stream_to_stop() {
+    let (provider, map) = MemProvider::with_blob(random_blob(600_000, 11), 256 * 1024);
+    let provider = provider.without(map.digest, 1);
+    let server = node(SECRET, Arc::new(provider)).start();
+    let client = client(SECRET);
+    let pc = client.ep.connect(server.addr).await.unwrap();
+    client.ep.fetch_piece(server.addr, &map, 0).await.unwrap();
+    let err = client.fetch_err(server.addr, &map, 1).await;
+    assert!(matches!(err, FetchError::NotHave { .. }), "{err}");
+    client.ep.fetch_piece(server.addr, &map, 2).await.unwrap();
+    // Anything queued by the last drop is sent at once; wait for it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stats = pc.conn.stats();
+    assert!(stats.frame_tx.stream >= 2, "{:?}", stats.frame_tx);
+    assert_eq!(stats.frame_tx.stop_sending, 0, "{:?}", stats.frame_tx);
+}
+
 #[tokio::test]
 async fn beyond_the_upload_cap_the_answer_is_busy() {
     let (provider, map) = MemProvider::with_blob(random_blob(600_000, 9), 256 * 1024);
