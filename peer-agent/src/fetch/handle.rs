@@ -174,8 +174,12 @@ impl Tail {
     async fn open_file(&self) -> io::Result<Arc<BlobFile>> {
         if let Some((_, tmp)) = &self.progress {
             let opened = match &self.pieces {
-                // Pieces are written directly: read them the same way
-                // (see `BlobFile::read_at`).
+                // The download's own open file, which reads the way its
+                // pieces are written. Before it has one, a direct read:
+                // correct however the data is written (the kernel writes
+                // back cached pages before a direct read of them), while a
+                // buffered read of a directly written file is not (see
+                // `BlobFile::read_at`).
                 Some(pieces) => match pieces.file() {
                     Some(file) => return Ok(file),
                     None => BlobFile::open_direct(tmp),

@@ -28,9 +28,9 @@ async fn a_bad_piece_is_an_error_naming_the_peer() {
     assert!(err.to_string().contains(&server.addr.to_string()));
 }
 
-#[tokio::test]
-async fn a_wrong_length_is_refused_before_the_payload() {
-    // A member gone bad, speaking raw quinn: announces a huge piece.
+/// A member gone bad, speaking raw quinn: answers every piece request
+/// with `reply` and ends the stream.
+fn raw_member(reply: Vec<u8>) -> std::net::SocketAddr {
     let tls = ClusterTls::new(&secret(SECRET)).unwrap();
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls.server_config().unwrap()).unwrap();
@@ -40,17 +40,51 @@ async fn a_wrong_length_is_refused_before_the_payload() {
     tokio::spawn(async move {
         let conn = bad.accept().await.unwrap().await.unwrap();
         while let Ok((mut send, _recv)) = conn.accept_bi().await {
-            let mut frame = Vec::new();
-            encode_frame(&PieceResponse::Ok { len: u32::MAX }, &mut frame).unwrap();
-            let _ = send.write_all(&frame).await;
-            let _ = send.write_all(&[0; 4096]).await;
+            let _ = send.write_all(&reply).await;
+            let _ = send.finish();
         }
     });
+    bad_addr
+}
+
+#[tokio::test]
+async fn a_wrong_length_is_refused_before_the_payload() {
+    // Announces a huge piece.
+    let mut reply = Vec::new();
+    encode_frame(&PieceResponse::Ok { len: u32::MAX }, &mut reply).unwrap();
+    reply.extend_from_slice(&[0; 4096]);
+    let bad_addr = raw_member(reply);
     let (_, map) = MemProvider::with_blob(random_blob(300_000, 6), 256 * 1024);
     let client = client(SECRET);
     let err = client.fetch_err(bad_addr, &map, 0).await;
     assert!(
         matches!(err, FetchError::BadPiece { peer, source: PieceError::WrongLength { .. } } if peer == bad_addr),
+        "{err}"
+    );
+}
+
+/// Bytes after the piece break the protocol, even when the piece itself
+/// is right.
+#[tokio::test]
+async fn bytes_after_the_piece_are_refused() {
+    let blob = random_blob(300_000, 12);
+    let (_, map) = MemProvider::with_blob(blob.clone(), 256 * 1024);
+    let piece = &blob[..256 * 1024];
+    let mut reply = Vec::new();
+    encode_frame(
+        &PieceResponse::Ok {
+            len: piece.len() as u32,
+        },
+        &mut reply,
+    )
+    .unwrap();
+    reply.extend_from_slice(piece);
+    reply.extend_from_slice(b"extra");
+    let bad_addr = raw_member(reply);
+    let client = client(SECRET);
+    let err = client.fetch_err(bad_addr, &map, 0).await;
+    assert!(
+        matches!(&err, FetchError::Protocol { peer, reason } if *peer == bad_addr && reason.contains("5 bytes after the piece")),
         "{err}"
     );
 }
